@@ -1,0 +1,14 @@
+import { loadConfig, logLevel, nodeEnv, port, shutdownTimeoutMs } from "@app/config";
+import { z } from "zod";
+
+export const backendConfigSchema = z.object({
+  PORT: port(3001),
+  NODE_ENV: nodeEnv,
+  LOG_LEVEL: logLevel,
+  SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,
+});
+
+export type BackendConfig = z.infer<typeof backendConfigSchema>;
+
+export const loadBackendConfig = (env?: Record<string, string | undefined>): BackendConfig =>
+  loadConfig("backend", backendConfigSchema, env);

@@ -1,0 +1,16 @@
+import { z } from "zod";
+
+// Building blocks every app schema reuses, so the same variable means the same
+// thing (and fails the same way) in every service.
+
+export const port = (defaultPort: number) =>
+  z.coerce.number().int().min(1).max(65_535).default(defaultPort);
+
+export const nodeEnv = z.enum(["development", "production", "test"]).default("development");
+
+export const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");
+
+/** How long a graceful shutdown may drain in-flight requests before closing them. */
+export const shutdownTimeoutMs = z.coerce.number().int().min(0).default(10_000);

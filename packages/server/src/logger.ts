@@ -1,0 +1,13 @@
+import { type Logger, pino } from "pino";
+
+export type { Logger };
+
+/** JSON logs on stdout (one object per line), the format `docker compose logs` and log shippers expect. */
+export function createLogger(options: { name: string; level: string }): Logger {
+  return pino({
+    name: options.name,
+    level: options.level,
+    // Credentials must never reach the logs, even if a request carries them.
+    redact: ["req.headers.authorization", "req.headers.cookie"],
+  });
+}

@@ -1,0 +1,45 @@
+import type { Server } from "node:http";
+import type { Express } from "express";
+import type { Logger } from "pino";
+import { createGracefulShutdown, type ShutdownHook } from "./graceful-shutdown.ts";
+
+export interface RunServerOptions {
+  app: Express;
+  port: number;
+  host?: string;
+  logger: Logger;
+  shutdownTimeoutMs: number;
+  /** Run in order after the server has drained, e.g. flush caches, then close pools. */
+  onShutdown?: ShutdownHook[];
+}
+
+/**
+ * Listens, and exits cleanly on SIGTERM (`docker stop`) or SIGINT (Ctrl-C):
+ * drain, run the hooks, exit with code 0.
+ */
+export async function runServer(options: RunServerOptions): Promise<Server> {
+  const { app, port, host = "0.0.0.0", logger, shutdownTimeoutMs, onShutdown = [] } = options;
+  const server = app.listen(port, host);
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+  // Keep idle upstream connections open longer than Nginx does (its upstream
+  // keepalive_timeout is 60 s), so Nginx never reuses a socket Node just closed.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+
+  const shutdown = createGracefulShutdown({
+    server,
+    logger,
+    timeoutMs: shutdownTimeoutMs,
+    hooks: onShutdown,
+  });
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+      void shutdown(signal).then((code) => process.exit(code));
+    });
+  }
+  logger.info({ port, host }, "listening");
+  return server;
+}

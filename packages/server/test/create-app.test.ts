@@ -1,0 +1,130 @@
+import { pino } from "pino";
+import request from "supertest";
+import { describe, expect, it } from "vitest";
+import { createApp, HttpError, methodNotAllowed, type ReadinessOptions } from "../src/index.ts";
+
+const logger = pino({ level: "silent" });
+
+function testApp(options: { readiness?: ReadinessOptions; exposeErrors?: boolean } = {}) {
+  return createApp({
+    logger,
+    ...options,
+    routes(app) {
+      app
+        .route("/echo")
+        .post((req, res) => {
+          res.json({ received: req.body });
+        })
+        .all(methodNotAllowed(["POST"]));
+      app.get("/boom", () => {
+        throw new Error("database password is hunter2");
+      });
+      app.get("/teapot", () => {
+        throw new HttpError(418, "I am a teapot");
+      });
+    },
+  });
+}
+
+const up = async () => "pong";
+const down = async () => {
+  throw new Error("connection refused");
+};
+
+describe("createApp", () => {
+  it("answers liveness without checking dependencies", async () => {
+    const res = await request(testApp({ readiness: { checks: { db: down } } })).get("/healthz");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: "ok" });
+  });
+
+  it("reports readiness per dependency", async () => {
+    const app = testApp({ readiness: { checks: { db: up, cache: down } } });
+    const res = await request(app).get("/readyz");
+    expect(res.status).toBe(503);
+    expect(res.body.status).toBe("not ready");
+    expect(res.body.checks.db.ok).toBe(true);
+    expect(res.body.checks.cache).toMatchObject({ ok: false, error: "connection refused" });
+  });
+
+  it("is ready with one working dependency when any is enough", async () => {
+    const app = testApp({ readiness: { checks: { db: up, cache: down }, require: "any" } });
+    const res = await request(app).get("/readyz");
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("ready");
+  });
+
+  it("times out a check that hangs", async () => {
+    const hang = () => new Promise(() => {});
+    const app = testApp({ readiness: { checks: { db: hang }, timeoutMs: 50 } });
+    const res = await request(app).get("/readyz");
+    expect(res.status).toBe(503);
+    expect(res.body.checks.db.error).toMatch(/no answer within 50 ms/);
+  });
+
+  it("answers unknown routes with a JSON 404", async () => {
+    const res = await request(testApp()).get("/nope");
+    expect(res.status).toBe(404);
+    expect(res.headers["content-type"]).toMatch(/application\/json/);
+    expect(res.body).toEqual({ error: "Not found: GET /nope" });
+  });
+
+  it("answers a wrong method with 405 and Allow", async () => {
+    const res = await request(testApp()).delete("/echo");
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe("POST");
+    expect(res.body.error).toMatch(/DELETE not allowed/);
+  });
+
+  it("parses JSON bodies and rejects malformed ones with a JSON 400", async () => {
+    const ok = await request(testApp()).post("/echo").send({ a: 1 });
+    expect(ok.body).toEqual({ received: { a: 1 } });
+
+    const bad = await request(testApp())
+      .post("/echo")
+      .set("Content-Type", "application/json")
+      .send("{not json");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toEqual(expect.any(String));
+  });
+
+  it("rejects oversized bodies with a JSON 413", async () => {
+    const res = await request(testApp())
+      .post("/echo")
+      .send({ big: "x".repeat(100_000) });
+    expect(res.status).toBe(413);
+    expect(res.body.error).toEqual(expect.any(String));
+  });
+
+  it("keeps client errors' messages", async () => {
+    const res = await request(testApp()).get("/teapot");
+    expect(res.status).toBe(418);
+    expect(res.body).toEqual({ error: "I am a teapot" });
+  });
+
+  it("never leaks details of a 500 unless told to", async () => {
+    const hidden = await request(testApp()).get("/boom");
+    expect(hidden.status).toBe(500);
+    expect(hidden.body).toEqual({ error: "Internal Server Error" });
+    expect(hidden.text).not.toContain("hunter2");
+
+    const shown = await request(testApp({ exposeErrors: true })).get("/boom");
+    expect(shown.body.detail).toBe("database password is hunter2");
+    expect(shown.body.stack).toContain("create-app.test.ts");
+  });
+
+  it("keeps a sane X-Request-Id and replaces a bad one", async () => {
+    const kept = await request(testApp()).get("/healthz").set("X-Request-Id", "abc-123");
+    expect(kept.headers["x-request-id"]).toBe("abc-123");
+
+    const replaced = await request(testApp())
+      .get("/healthz")
+      .set("X-Request-Id", "bad id\twith spaces");
+    expect(replaced.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("does not advertise Express", async () => {
+    const res = await request(testApp()).get("/healthz");
+    expect(res.headers["x-powered-by"]).toBeUndefined();
+  });
+});

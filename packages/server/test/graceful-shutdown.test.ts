@@ -1,0 +1,71 @@
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import express from "express";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { createGracefulShutdown } from "../src/index.ts";
+
+const logger = pino({ level: "silent" });
+
+async function listen(app: express.Express) {
+  const server = app.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}` };
+}
+
+describe("createGracefulShutdown", () => {
+  it("drains in-flight requests, refuses new ones, then runs hooks in order", async () => {
+    const app = express();
+    app.get("/slow", async (_req, res) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      res.json({ done: true });
+    });
+    const { server, url } = await listen(app);
+    const events: string[] = [];
+    const shutdown = createGracefulShutdown({
+      server,
+      logger,
+      timeoutMs: 5_000,
+      hooks: [() => void events.push("flush"), async () => void events.push("close pools")],
+    });
+
+    const inFlight = fetch(`${url}/slow`).then(async (res) => {
+      events.push("response");
+      return res.json();
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const exitCode = shutdown("SIGTERM");
+
+    await expect(fetch(`${url}/slow`)).rejects.toThrow();
+    await expect(inFlight).resolves.toEqual({ done: true });
+    await expect(exitCode).resolves.toBe(0);
+    expect(events).toEqual(["response", "flush", "close pools"]);
+    expect(shutdown("SIGINT")).toBe(exitCode);
+  });
+
+  it("cuts requests that outlive the deadline and reports failed hooks", async () => {
+    const app = express();
+    app.get("/stuck", () => {
+      // never answers
+    });
+    const { server, url } = await listen(app);
+    const shutdown = createGracefulShutdown({
+      server,
+      logger,
+      timeoutMs: 100,
+      hooks: [
+        () => {
+          throw new Error("flush failed");
+        },
+      ],
+    });
+
+    const stuck = fetch(`${url}/stuck`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = Date.now();
+    await expect(shutdown("SIGTERM")).resolves.toBe(1);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await expect(stuck).rejects.toThrow();
+  });
+});
