@@ -1,0 +1,78 @@
+import { ConfigError } from "@app/config";
+import { createLogger, runServer } from "@app/server";
+import { createCounterApp } from "./app.ts";
+import { type CounterConfig, loadCounterConfig } from "./config.ts";
+import { PostgresStore } from "./postgres-store.ts";
+import { createRedisClient } from "./redis-store.ts";
+import { VisitCounter } from "./visit-counter.ts";
+
+let config: CounterConfig;
+try {
+  config = loadCounterConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(1);
+}
+
+const logger = createLogger({ name: "counter", level: config.LOG_LEVEL });
+
+const postgres = new PostgresStore(
+  config.COUNTER_ID,
+  {
+    host: config.POSTGRES_HOST,
+    port: config.POSTGRES_PORT,
+    user: config.POSTGRES_USER,
+    password: config.POSTGRES_PASSWORD,
+    database: config.POSTGRES_DB,
+    timeoutMs: config.POSTGRES_TIMEOUT_MS,
+  },
+  logger,
+);
+const redis = createRedisClient(
+  {
+    url: config.REDIS_URL,
+    password: config.REDIS_PASSWORD,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  },
+  logger,
+);
+const counter = new VisitCounter({
+  key: config.COUNTER_ID,
+  redis,
+  postgres,
+  logger,
+  flushIntervalMs: config.FLUSH_INTERVAL_MS,
+  recoveryWindowMs: config.REDIS_RECOVERY_WINDOW_MS,
+});
+
+// Neither store is awaited: the app starts and serves with whichever is up, and
+// the clients keep reconnecting in the background.
+redis
+  .connect()
+  .catch((error: unknown) => logger.warn({ err: error }, "redis: first connect failed"));
+postgres
+  .ensureSchema()
+  .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
+counter.start();
+
+const app = createCounterApp({
+  counter,
+  logger,
+  readiness: { redis: () => redis.ping(), postgres: () => postgres.ping() },
+  exposeErrors: config.NODE_ENV === "development",
+});
+
+await runServer({
+  app,
+  port: config.PORT,
+  logger,
+  shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  onShutdown: [
+    () => counter.stop(),
+    async () => {
+      if (redis.isOpen) await redis.close();
+    },
+    () => postgres.close(),
+  ],
+});

@@ -1,0 +1,150 @@
+import type { Logger } from "@app/server";
+import pg from "pg";
+
+export interface PostgresOptions {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  timeoutMs: number;
+}
+
+// The single source of truth for the schema, applied at every start: it is
+// idempotent, so it also works on a volume created by an older version.
+const MIGRATION = `
+  CREATE TABLE IF NOT EXISTS visit_counts (
+    id    text   PRIMARY KEY,
+    count bigint NOT NULL CHECK (count >= 0)
+  )`;
+// Replicas starting together would race on CREATE TABLE; this lock serializes them.
+const MIGRATION_LOCK_KEY = 727_001;
+
+/** The durable side of the counter: one row per counter in `visit_counts`. */
+export class PostgresStore {
+  readonly pool: pg.Pool;
+  readonly #id: string;
+  readonly #logger: Logger;
+  #schemaReady: Promise<void> | undefined;
+
+  constructor(id: string, options: PostgresOptions, logger: Logger) {
+    this.#id = id;
+    this.#logger = logger;
+    this.pool = new pg.Pool({
+      ...options,
+      max: 10,
+      // Fail fast while PostgreSQL is down instead of queueing requests behind it.
+      connectionTimeoutMillis: options.timeoutMs,
+      query_timeout: options.timeoutMs,
+      idleTimeoutMillis: 10_000,
+      application_name: "counter",
+    });
+    // An idle client whose server restarted emits here; without a listener the
+    // process would crash. The pool replaces the client on next use.
+    this.pool.on("error", (error) => logger.warn({ err: error }, "postgres: idle client error"));
+  }
+
+  /**
+   * Creates the table and the counter's row once per process. A failure is not
+   * remembered, so the app starts (and serves from Redis) while PostgreSQL is
+   * down, and migrates on the first call after it is back.
+   */
+  ensureSchema(): Promise<void> {
+    this.#schemaReady ??= this.#migrate().catch((error: unknown) => {
+      this.#schemaReady = undefined;
+      throw error;
+    });
+    return this.#schemaReady;
+  }
+
+  async #migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+      await client.query(MIGRATION);
+      await client.query(
+        "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+        [this.#id],
+      );
+      await client.query("COMMIT");
+      this.#logger.info("postgres: schema ready");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async read(): Promise<number> {
+    await this.ensureSchema();
+    const { rows } = await this.pool.query<{ count: string }>(
+      "SELECT count FROM visit_counts WHERE id = $1",
+      [this.#id],
+    );
+    return rows[0] ? Number(rows[0].count) : 0;
+  }
+
+  /**
+   * Counts one visit in PostgreSQL (the Redis-down path). `floor` is the highest
+   * number this instance has handed out, so pending write-behind is included.
+   */
+  async increment(floor: number): Promise<number> {
+    await this.ensureSchema();
+    const { rows } = await this.pool.query<{ count: string }>(
+      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + 1)
+       ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + 1
+       RETURNING count`,
+      [this.#id, floor],
+    );
+    return Number(rows[0]?.count);
+  }
+
+  /** Write-behind: raise the stored count to `count`; never lowers it, so retries and replays are harmless. */
+  async persistAtLeast(count: number): Promise<void> {
+    await this.ensureSchema();
+    await this.pool.query(
+      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint)
+       ON CONFLICT (id) DO UPDATE SET count = EXCLUDED.count WHERE v.count < EXCLUDED.count`,
+      [this.#id, count],
+    );
+  }
+
+  /**
+   * Runs `increment(durableCount)` while holding the row lock, then stores its
+   * result. Every PostgreSQL-path increment takes the same lock, so the two
+   * paths are serialized while they may overlap.
+   */
+  async lockedIncrement(increment: (durableCount: number) => Promise<number>): Promise<number> {
+    await this.ensureSchema();
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const { rows } = await client.query<{ count: string }>(
+        "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
+        [this.#id],
+      );
+      const count = await increment(Number(rows[0]?.count ?? 0));
+      await client.query("UPDATE visit_counts SET count = GREATEST(count, $2) WHERE id = $1", [
+        this.#id,
+        count,
+      ]);
+      await client.query("COMMIT");
+      return count;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}

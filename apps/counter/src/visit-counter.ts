@@ -1,0 +1,199 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type { Logger } from "@app/server";
+import type { PostgresStore } from "./postgres-store.ts";
+import type { RedisClient } from "./redis-store.ts";
+import { WriteBehind } from "./write-behind.ts";
+
+export interface Visit {
+  count: number;
+  /** Which store produced the number: the hot path, or the fallback. */
+  source: "redis" | "postgres";
+}
+
+/** Neither store could count the visit; the API answers 503. */
+export class StoresUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super("Visit counter unavailable: neither Redis nor PostgreSQL answered", { cause });
+    this.name = "StoresUnavailableError";
+  }
+}
+
+export interface VisitCounterOptions {
+  key: string;
+  redis: RedisClient;
+  postgres: PostgresStore;
+  logger: Logger;
+  flushIntervalMs: number;
+  recoveryWindowMs: number;
+}
+
+/**
+ * Counts visits exactly with Redis as the hot path and PostgreSQL as the durable
+ * store and fallback:
+ * - Redis up: one atomic script (INCR, seeding a missing key from PostgreSQL),
+ *   written behind to PostgreSQL once per interval.
+ * - Redis down: `count = GREATEST(count, highest number handed out) + 1` in PostgreSQL.
+ * - Redis back: its key is raised to at least PostgreSQL's count before use.
+ * - PostgreSQL down: Redis alone; the write-behind catches up when it returns.
+ */
+export class VisitCounter {
+  readonly #key: string;
+  readonly #redis: RedisClient;
+  readonly #postgres: PostgresStore;
+  readonly #logger: Logger;
+  readonly #writeBehind: WriteBehind;
+  readonly #settleMs: number;
+  /** The highest number this instance has handed out or seen: nothing below it is ever handed out again. */
+  #highest = 0;
+  #redisAnsweredAt = 0;
+  #recoveringUntil = 0;
+
+  constructor(options: VisitCounterOptions) {
+    const { key, redis, postgres, logger, flushIntervalMs, recoveryWindowMs } = options;
+    this.#key = key;
+    this.#redis = redis;
+    this.#postgres = postgres;
+    this.#logger = logger;
+    // Other replicas persist what they handed out within one write-behind
+    // interval; the PostgreSQL path waits that long after Redis' last answer.
+    this.#settleMs = 2 * flushIntervalMs + 100;
+    redis.on("ready", () => {
+      this.#recoveringUntil = Date.now() + recoveryWindowMs;
+    });
+    this.#writeBehind = new WriteBehind({
+      // Redis' own value, not only ours: numbers from a replica that crashed
+      // before its write-behind ran are persisted by the survivors.
+      target: async () => Math.max(this.#highest, await this.#redisCountOrZero()),
+      persist: (count) => postgres.persistAtLeast(count),
+      intervalMs: flushIntervalMs,
+      logger,
+    });
+  }
+
+  start(): void {
+    this.#writeBehind.start();
+  }
+
+  /** Final write-behind flush (graceful shutdown). */
+  stop(): Promise<void> {
+    return this.#writeBehind.stop();
+  }
+
+  /** Forces the write-behind now (tests and shutdown). */
+  flush(): Promise<void> {
+    return this.#writeBehind.flush();
+  }
+
+  async increment(): Promise<Visit> {
+    if (this.#redis.isReady) {
+      try {
+        return this.#observe(await this.#incrementInRedis(), "redis");
+      } catch (error) {
+        this.#logger.debug({ err: error }, "redis path failed, counting in PostgreSQL");
+      }
+    }
+    try {
+      return this.#observe(await this.#incrementInPostgres(), "postgres");
+    } catch (error) {
+      throw new StoresUnavailableError(error);
+    }
+  }
+
+  /** The current count, without counting (cache-aside read). */
+  async current(): Promise<Visit> {
+    if (this.#redis.isReady) {
+      try {
+        const cached = await this.#redis.get(this.#key);
+        if (cached !== null) return this.#observe(Number(cached), "redis");
+        // Miss: load from PostgreSQL and populate Redis, unless a replica just did.
+        const durable = Math.max(await this.#postgres.read(), this.#highest);
+        await this.#redis.set(this.#key, String(durable), { condition: "NX" });
+        return this.#observe(durable, "postgres");
+      } catch (error) {
+        this.#logger.debug({ err: error }, "redis read failed, reading PostgreSQL");
+      }
+    }
+    try {
+      return this.#observe(Math.max(await this.#postgres.read(), this.#highest), "postgres");
+    } catch (error) {
+      throw new StoresUnavailableError(error);
+    }
+  }
+
+  async #incrementInRedis(): Promise<number> {
+    if (Date.now() < this.#recoveringUntil) {
+      const count = await this.#incrementUnderRowLock();
+      if (count !== undefined) return count;
+    }
+    const count = await this.#redis.incrementFromFloor(this.#key, this.#highest, false);
+    if (count !== null) return count;
+    // Cache miss (Redis emptied or restarted without data): reload from
+    // PostgreSQL. If PostgreSQL is down too this throws: no safe number exists.
+    const durable = await this.#postgres.read();
+    const seeded = await this.#redis.incrementFromFloor(
+      this.#key,
+      Math.max(durable, this.#highest),
+      true,
+    );
+    if (seeded === null) throw new Error("redis: seeding script returned nil");
+    return seeded;
+  }
+
+  /**
+   * Right after Redis (re)connects another replica may still be counting in
+   * PostgreSQL. Taking PostgreSQL's row lock around the Redis increment (and
+   * storing its result) serializes the two paths, so no number is handed out
+   * twice. Returns undefined when PostgreSQL is unavailable: then nobody can be
+   * counting there, and Redis alone is safe.
+   */
+  async #incrementUnderRowLock(): Promise<number | undefined> {
+    let issued: number | undefined;
+    let redisFailed = false;
+    try {
+      return await this.#postgres.lockedIncrement(async (durable) => {
+        try {
+          const count = await this.#redis.incrementFromFloor(
+            this.#key,
+            Math.max(durable, this.#highest),
+            true,
+          );
+          if (count === null) throw new Error("redis: seeding script returned nil");
+          issued = count;
+          return count;
+        } catch (error) {
+          redisFailed = true;
+          throw error;
+        }
+      });
+    } catch (error) {
+      // Redis counted but PostgreSQL failed to commit: the number is valid, the write-behind persists it.
+      if (issued !== undefined) return issued;
+      if (redisFailed) throw error;
+      return undefined;
+    }
+  }
+
+  async #incrementInPostgres(): Promise<number> {
+    const settleUntil = this.#redisAnsweredAt + this.#settleMs;
+    const wait = settleUntil - Date.now();
+    if (wait > 0) await delay(wait);
+    const count = await this.#postgres.increment(this.#highest);
+    this.#writeBehind.notePersisted(count);
+    return count;
+  }
+
+  async #redisCountOrZero(): Promise<number> {
+    if (!this.#redis.isReady) return 0;
+    try {
+      return Number((await this.#redis.get(this.#key)) ?? 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  #observe(count: number, source: Visit["source"]): Visit {
+    this.#highest = Math.max(this.#highest, count);
+    if (source === "redis") this.#redisAnsweredAt = Date.now();
+    return { count, source };
+  }
+}

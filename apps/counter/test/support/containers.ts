@@ -1,0 +1,91 @@
+import { execFile } from "node:child_process";
+import { createServer } from "node:net";
+import { promisify } from "node:util";
+import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
+
+const run = promisify(execFile);
+
+// Same variables as compose: stand-in images here, official ones elsewhere.
+const POSTGRES_IMAGE = process.env.POSTGRES_IMAGE ?? "postgres:17";
+const REDIS_IMAGE = process.env.REDIS_IMAGE ?? "redis:8";
+
+export const POSTGRES_CREDENTIALS = { user: "counter", password: "test-password", database: "counter" };
+
+/** A container published on a fixed host port, so its address survives a stop/start. */
+export class StoreContainer {
+  constructor(
+    readonly container: StartedTestContainer,
+    readonly port: number,
+  ) {}
+
+  get host(): string {
+    return this.container.getHost();
+  }
+
+  /** `docker stop` (SIGTERM, as compose does): the data stays in the container. */
+  async stop(): Promise<void> {
+    await run("docker", ["stop", "--time", "10", this.container.getId()]);
+  }
+
+  /** `docker kill`: no clean shutdown. */
+  async kill(): Promise<void> {
+    await run("docker", ["kill", this.container.getId()]);
+  }
+
+  async start(): Promise<void> {
+    await run("docker", ["start", this.container.getId()]);
+  }
+
+  async exec(command: string[]): Promise<string> {
+    const { output, exitCode } = await this.container.exec(command);
+    if (exitCode !== 0) throw new Error(`${command.join(" ")} exited ${exitCode}: ${output}`);
+    return output;
+  }
+
+  async remove(): Promise<void> {
+    await this.container.stop({ remove: true, removeVolumes: true });
+  }
+}
+
+export async function startPostgres(): Promise<StoreContainer> {
+  const port = await freePort();
+  const container = await new GenericContainer(POSTGRES_IMAGE)
+    .withEnvironment({
+      POSTGRES_USER: POSTGRES_CREDENTIALS.user,
+      POSTGRES_PASSWORD: POSTGRES_CREDENTIALS.password,
+      POSTGRES_DB: POSTGRES_CREDENTIALS.database,
+    })
+    .withExposedPorts({ container: 5432, host: port })
+    // Over TCP: the image's init phase runs a socket-only server that must not count as ready.
+    .withHealthCheck({
+      test: ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U counter -d counter"],
+      interval: 500,
+      timeout: 2_000,
+      retries: 60,
+    })
+    .withWaitStrategy(Wait.forHealthCheck())
+    .withStartupTimeout(60_000)
+    .start();
+  return new StoreContainer(container, port);
+}
+
+export async function startRedis(): Promise<StoreContainer> {
+  const port = await freePort();
+  const container = await new GenericContainer(REDIS_IMAGE)
+    // Append-only persistence, as in compose: a clean stop keeps every count.
+    .withCommand(["redis-server", "--appendonly", "yes", "--appendfsync", "everysec"])
+    .withExposedPorts({ container: 6379, host: port })
+    .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
+    .withStartupTimeout(60_000)
+    .start();
+  return new StoreContainer(container, port);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}

@@ -1,0 +1,10 @@
+import { defineConfig } from "vitest/config";
+
+// Resolve workspace packages to their TypeScript source, as tsc and tsx do.
+const conditions = ["@app/source"];
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
+  // Integration tests start containers and stop them on purpose.
+  test: { testTimeout: 60_000, hookTimeout: 120_000 },
+});
