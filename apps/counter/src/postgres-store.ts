@@ -58,22 +58,38 @@ export class PostgresStore {
   }
 
   async #migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await this.#transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
       await client.query(MIGRATION);
       await client.query(
         "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
         [this.#id],
       );
+    });
+    this.#logger.info("postgres: schema ready");
+  }
+
+  /** Runs `work` in a transaction on one pooled connection. */
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    // The pool only listens for errors on idle clients; a checked-out client whose
+    // server dies would otherwise crash the process with an unhandled 'error'.
+    const onError = (error: Error) => this.#logger.warn({ err: error }, "postgres: connection lost");
+    client.on("error", onError);
+    let failure: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
       await client.query("COMMIT");
-      this.#logger.info("postgres: schema ready");
+      return result;
     } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
       await client.query("ROLLBACK").catch(() => {});
       throw error;
     } finally {
-      client.release();
+      client.off("error", onError);
+      // A client that failed is discarded, not returned to the pool in an unknown state.
+      client.release(failure);
     }
   }
 
@@ -118,9 +134,7 @@ export class PostgresStore {
    */
   async lockedIncrement(increment: (durableCount: number) => Promise<number>): Promise<number> {
     await this.ensureSchema();
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
+    return this.#transaction(async (client) => {
       const { rows } = await client.query<{ count: string }>(
         "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
         [this.#id],
@@ -130,14 +144,8 @@ export class PostgresStore {
         this.#id,
         count,
       ]);
-      await client.query("COMMIT");
       return count;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async ping(): Promise<void> {

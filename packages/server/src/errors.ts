@@ -39,7 +39,8 @@ export function errorHandler(logger: Logger, exposeErrors: boolean): ErrorReques
       return;
     }
     const status = statusOf(error);
-    if (status < 500) {
+    // Client errors, and server errors the app raised on purpose (HttpError 503), say what happened.
+    if (status < 500 || error instanceof HttpError) {
       res.status(status).json({ error: clientMessage(error, status) });
       return;
     }

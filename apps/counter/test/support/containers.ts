@@ -16,6 +16,8 @@ export class StoreContainer {
   constructor(
     readonly container: StartedTestContainer,
     readonly port: number,
+    /** A command that succeeds inside the container once the server accepts clients. */
+    readonly readyCommand: string[],
   ) {}
 
   get host(): string {
@@ -36,6 +38,20 @@ export class StoreContainer {
     await run("docker", ["start", this.container.getId()]);
   }
 
+  /** Waits until the server inside accepts clients again (after `start`). */
+  async waitUntilReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await run("docker", ["exec", this.container.getId(), ...this.readyCommand]);
+        return;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
   async exec(command: string[]): Promise<string> {
     const { output, exitCode } = await this.container.exec(command);
     if (exitCode !== 0) throw new Error(`${command.join(" ")} exited ${exitCode}: ${output}`);
@@ -47,6 +63,9 @@ export class StoreContainer {
   }
 }
 
+// Over TCP: the image's init phase runs a socket-only server that must not count as ready.
+const POSTGRES_READY = ["pg_isready", "-h", "127.0.0.1", "-U", "counter", "-d", "counter"];
+
 export async function startPostgres(): Promise<StoreContainer> {
   const port = await freePort();
   const container = await new GenericContainer(POSTGRES_IMAGE)
@@ -56,9 +75,8 @@ export async function startPostgres(): Promise<StoreContainer> {
       POSTGRES_DB: POSTGRES_CREDENTIALS.database,
     })
     .withExposedPorts({ container: 5432, host: port })
-    // Over TCP: the image's init phase runs a socket-only server that must not count as ready.
     .withHealthCheck({
-      test: ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U counter -d counter"],
+      test: ["CMD", ...POSTGRES_READY],
       interval: 500,
       timeout: 2_000,
       retries: 60,
@@ -66,7 +84,7 @@ export async function startPostgres(): Promise<StoreContainer> {
     .withWaitStrategy(Wait.forHealthCheck())
     .withStartupTimeout(60_000)
     .start();
-  return new StoreContainer(container, port);
+  return new StoreContainer(container, port, POSTGRES_READY);
 }
 
 export async function startRedis(): Promise<StoreContainer> {
@@ -78,7 +96,7 @@ export async function startRedis(): Promise<StoreContainer> {
     .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
     .withStartupTimeout(60_000)
     .start();
-  return new StoreContainer(container, port);
+  return new StoreContainer(container, port, ["redis-cli", "ping"]);
 }
 
 async function freePort(): Promise<number> {
