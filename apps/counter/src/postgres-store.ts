@@ -74,7 +74,8 @@ export class PostgresStore {
     const client = await this.pool.connect();
     // The pool only listens for errors on idle clients; a checked-out client whose
     // server dies would otherwise crash the process with an unhandled 'error'.
-    const onError = (error: Error) => this.#logger.warn({ err: error }, "postgres: connection lost");
+    const onError = (error: Error) =>
+      this.#logger.warn({ err: error }, "postgres: connection lost");
     client.on("error", onError);
     let failure: Error | undefined;
     try {

@@ -9,8 +9,17 @@ let postgres: StoreContainer;
 let redis: StoreContainer;
 const instances: CounterInstance[] = [];
 
-async function instance(options: { id: string; flushIntervalMs?: number; recoveryWindowMs?: number }) {
-  const created = await new CounterInstance({ postgres, redis, recoveryWindowMs: 0, ...options }).start();
+async function instance(options: {
+  id: string;
+  flushIntervalMs?: number;
+  recoveryWindowMs?: number;
+}) {
+  const created = await new CounterInstance({
+    postgres,
+    redis,
+    recoveryWindowMs: 0,
+    ...options,
+  }).start();
   instances.push(created);
   return created;
 }
@@ -62,7 +71,9 @@ describe("visit counter with both stores up", () => {
     await Promise.all(Array.from({ length: 200 }, () => request(created.app).post("/visits")));
     const lagMs = await eventually(() => created.postgresCount(), 200, 5_000);
 
-    console.info(`write-behind: 200 visits persisted with ${persist.mock.calls.length} writes, lag ${lagMs} ms`);
+    console.info(
+      `write-behind: 200 visits persisted with ${persist.mock.calls.length} writes, lag ${lagMs} ms`,
+    );
     expect(lagMs).toBeLessThanOrEqual(1_000);
     expect(persist.mock.calls.length).toBeLessThan(20);
   });

@@ -107,17 +107,27 @@ describe("visit counter through outages", () => {
     await redis.kill();
     const onlyPostgres = await request(created.app).get("/readyz");
     expect(onlyPostgres.status).toBe(200);
-    expect(onlyPostgres.body.checks).toMatchObject({ redis: { ok: false }, postgres: { ok: true } });
+    expect(onlyPostgres.body.checks).toMatchObject({
+      redis: { ok: false },
+      postgres: { ok: true },
+    });
 
     await redis.start();
     await postgres.stop();
-    await eventually(async () => (await request(created.app).get("/readyz")).body.checks.redis.ok, true);
+    await eventually(
+      async () => (await request(created.app).get("/readyz")).body.checks.redis.ok,
+      true,
+    );
     const onlyRedis = await request(created.app).get("/readyz");
     expect(onlyRedis.status).toBe(200);
     expect(onlyRedis.body.checks.postgres.ok).toBe(false);
 
     await postgres.start();
-    await eventually(async () => (await request(created.app).get("/readyz")).body.checks.postgres.ok, true, 20_000);
+    await eventually(
+      async () => (await request(created.app).get("/readyz")).body.checks.postgres.ok,
+      true,
+      20_000,
+    );
     expect((await visit(created)).status).toBe(200);
   });
 

@@ -9,16 +9,24 @@ const run = promisify(execFile);
 const POSTGRES_IMAGE = process.env.POSTGRES_IMAGE ?? "postgres:17";
 const REDIS_IMAGE = process.env.REDIS_IMAGE ?? "redis:8";
 
-export const POSTGRES_CREDENTIALS = { user: "counter", password: "test-password", database: "counter" };
+export const POSTGRES_CREDENTIALS = {
+  user: "counter",
+  password: "test-password",
+  database: "counter",
+};
 
 /** A container published on a fixed host port, so its address survives a stop/start. */
 export class StoreContainer {
-  constructor(
-    readonly container: StartedTestContainer,
-    readonly port: number,
-    /** A command that succeeds inside the container once the server accepts clients. */
-    readonly readyCommand: string[],
-  ) {}
+  readonly container: StartedTestContainer;
+  readonly port: number;
+  /** A command that succeeds inside the container once the server accepts clients. */
+  readonly readyCommand: string[];
+
+  constructor(container: StartedTestContainer, port: number, readyCommand: string[]) {
+    this.container = container;
+    this.port = port;
+    this.readyCommand = readyCommand;
+  }
 
   get host(): string {
     return this.container.getHost();

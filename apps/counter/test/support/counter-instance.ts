@@ -26,7 +26,10 @@ export class CounterInstance {
   #server: Server | undefined;
 
   constructor(options: InstanceOptions) {
-    const logger = createLogger({ name: "counter-test", level: process.env.TEST_LOG_LEVEL ?? "silent" });
+    const logger = createLogger({
+      name: "counter-test",
+      level: process.env.TEST_LOG_LEVEL ?? "silent",
+    });
     this.postgres = new PostgresStore(
       options.id,
       {
@@ -94,7 +97,11 @@ export class CounterInstance {
 }
 
 /** Polls `read` until it returns `expected`; resolves to the time it took. */
-export async function eventually<T>(read: () => Promise<T>, expected: T, timeoutMs = 10_000): Promise<number> {
+export async function eventually<T>(
+  read: () => Promise<T>,
+  expected: T,
+  timeoutMs = 10_000,
+): Promise<number> {
   const started = Date.now();
   let last: T | undefined;
   while (Date.now() - started < timeoutMs) {
@@ -106,7 +113,9 @@ export async function eventually<T>(read: () => Promise<T>, expected: T, timeout
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`expected ${String(expected)} within ${timeoutMs} ms, last value ${String(last)}`);
+  throw new Error(
+    `expected ${String(expected)} within ${timeoutMs} ms, last value ${String(last)}`,
+  );
 }
 
 let sequence = 0;

@@ -1,0 +1,132 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ComposeProject, eventually } from "./support/compose.ts";
+
+// `docker compose up --build` exactly as a developer runs it (base + the
+// auto-loaded override), from a copy of the repository so hot reload can be
+// tested by editing files.
+const stack = new ComposeProject({
+  files: ["docker-compose.yml", "docker-compose.override.yml"],
+  copyRepo: true,
+});
+let url: string;
+
+beforeAll(async () => {
+  await stack.prepare();
+  try {
+    await stack.up();
+  } catch (error) {
+    console.error(await stack.logs());
+    throw error;
+  }
+  url = await stack.url("frontend", 8080);
+});
+afterAll(async () => {
+  await stack.destroy();
+});
+
+async function getJson(path: string, init?: RequestInit) {
+  const res = await fetch(`${url}${path}`, init);
+  // biome-ignore lint/suspicious/noExplicitAny: assertions below check the shape.
+  return { res, body: (await res.json()) as any };
+}
+
+describe("development stack through Nginx", () => {
+  it("serves the page", async () => {
+    const res = await fetch(`${url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/text\/html/);
+    expect(res.headers.get("content-security-policy")).toContain("default-src 'self'");
+    const html = await res.text();
+    expect(html).toContain("Fetch Data from Backend");
+    expect(html).not.toMatch(/<script>(?!<\/script>)/);
+  });
+
+  it("GET /api/data is the backend's JSON", async () => {
+    const { res, body } = await getJson("/api/data");
+    expect(res.status).toBe(200);
+    expect(body).toEqual({
+      message: "Hello from Backend API managed by Docker Compose!",
+      timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      servedByHost: expect.any(String),
+    });
+  });
+
+  it("GET /api/nope is the backend's JSON 404", async () => {
+    const { res, body } = await getJson("/api/nope");
+    expect(res.status).toBe(404);
+    expect(body).toEqual({ error: "Not found: GET /nope" });
+  });
+
+  it("POST /api/visits counts, GET /api/visits reads", async () => {
+    const first = await getJson("/api/visits", { method: "POST" });
+    const second = await getJson("/api/visits", { method: "POST" });
+    expect(second.body.count).toBe(first.body.count + 1);
+    expect((await getJson("/api/visits")).body).toEqual({ count: second.body.count });
+  });
+
+  it("publishes only loopback ports besides the frontend", async () => {
+    const ps = JSON.parse(
+      `[${(await stack.compose(["ps", "--format", "json"])).trim().split("\n").join(",")}]`,
+    );
+    const published = ps.flatMap(
+      (service: { Service: string; Publishers: { URL: string; PublishedPort: number }[] }) =>
+        (service.Publishers ?? [])
+          .filter((p) => p.PublishedPort > 0)
+          .map((p) => ({ service: service.Service, url: p.URL })),
+    );
+    for (const { service, url: address } of published) {
+      if (service !== "frontend") expect(address, service).toBe("127.0.0.1");
+    }
+    expect(published.map((p: { service: string }) => p.service)).not.toContain("db");
+    expect(published.map((p: { service: string }) => p.service)).not.toContain("cache");
+  });
+
+  it("hot-reloads backend TypeScript and frontend files without a rebuild", async () => {
+    const source = join(stack.directory, "apps/backend/src/app.ts");
+    const original = await readFile(source, "utf8");
+    await writeFile(source, original.replace("managed by Docker Compose!", "hot reloaded!"));
+    const started = Date.now();
+    await eventually(async () => {
+      const { body } = await getJson("/api/data");
+      expect(body.message).toBe("Hello from Backend API hot reloaded!");
+    }, 15_000);
+    console.info(`backend reload served after ${Date.now() - started} ms`);
+    await writeFile(source, original);
+
+    const page = join(stack.directory, "apps/frontend/public/index.html");
+    await writeFile(
+      page,
+      (await readFile(page, "utf8")).replace("</body>", "<p>edited</p></body>"),
+    );
+    await eventually(async () =>
+      expect(await (await fetch(`${url}/`)).text()).toContain("<p>edited</p>"),
+    );
+  });
+
+  it("the count survives down/up; down -v starts over", async () => {
+    const before = (await getJson("/api/visits", { method: "POST" })).body.count;
+    await stack.compose(["down", "--timeout", "10"]);
+    await stack.up();
+    url = await stack.url("frontend", 8080);
+    const after = await getJson("/api/visits", { method: "POST" });
+    expect(after.body.count).toBe(before + 1);
+
+    await stack.compose(["down", "--volumes", "--timeout", "10"]);
+    await stack.up();
+    url = await stack.url("frontend", 8080);
+    expect((await getJson("/api/visits", { method: "POST" })).body).toEqual({ count: 1 });
+  });
+
+  it("answers a JSON 502 when the backend is stopped", async () => {
+    await stack.compose(["stop", "backend"]);
+    const started = Date.now();
+    const { res, body } = await getJson("/api/data");
+    console.info(`backend stopped: ${res.status} after ${Date.now() - started} ms`);
+    expect(res.status).toBe(502);
+    expect(res.headers.get("content-type")).toMatch(/application\/json/);
+    expect(body).toEqual({ error: expect.any(String) });
+    await stack.compose(["start", "backend"]);
+  });
+});

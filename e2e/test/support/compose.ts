@@ -1,0 +1,119 @@
+import { execFile } from "node:child_process";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
+
+// Never copied into a test's working copy: installs, build output, local secrets.
+const SKIP = /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$/;
+
+export interface ComposeOptions {
+  /** Compose files, relative to the project directory, in merge order. */
+  files: string[];
+  /** Extra variables for interpolation (ports, image tags...). */
+  env?: Record<string, string>;
+  /**
+   * Run from a throwaway copy of the repository, so a test may edit sources
+   * (hot reload) or create secrets without touching the working tree.
+   */
+  copyRepo?: boolean;
+}
+
+/**
+ * One Compose project with a unique name: its containers, networks, volumes and
+ * images never collide with a developer's stack or a parallel run.
+ */
+export class ComposeProject {
+  readonly name = `e2e-${process.pid}-${Date.now().toString(36)}`;
+  directory = REPO_ROOT;
+  readonly #options: ComposeOptions;
+
+  constructor(options: ComposeOptions) {
+    this.#options = options;
+  }
+
+  async prepare(): Promise<this> {
+    if (this.#options.copyRepo) {
+      this.directory = await mkdtemp(join(tmpdir(), `${this.name}-`));
+      await cp(REPO_ROOT, this.directory, {
+        recursive: true,
+        filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
+      });
+    }
+    return this;
+  }
+
+  /** `docker compose …` for this project; rejects with the command's output on failure. */
+  async compose(args: string[], timeoutMs = 600_000): Promise<string> {
+    const files = this.#options.files.flatMap((file) => ["-f", file]);
+    try {
+      const { stdout } = await run("docker", ["compose", "-p", this.name, ...files, ...args], {
+        cwd: this.directory,
+        env: {
+          ...process.env,
+          // Every published port random (0): no clash with anything on the host.
+          FRONTEND_PORT: "0",
+          BACKEND_PORT: "0",
+          BACKEND_DEBUG_PORT: "0",
+          COUNTER_PORT: "0",
+          COUNTER_DEBUG_PORT: "0",
+          // Images of this run get their own tag, removed again by destroy().
+          IMAGE_TAG: this.name,
+          ...this.#options.env,
+        },
+        timeout: timeoutMs,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return stdout;
+    } catch (error) {
+      const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+      throw new Error(`docker compose ${args.join(" ")} failed:\n${stdout}\n${stderr}`);
+    }
+  }
+
+  async up(extra: string[] = []): Promise<void> {
+    await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra]);
+  }
+
+  /** The host address a service's container port is published on. */
+  async url(service: string, containerPort: number): Promise<string> {
+    const published = (await this.compose(["port", service, String(containerPort)])).trim();
+    const port = published.split(":").pop();
+    return `http://127.0.0.1:${port}`;
+  }
+
+  /** Removes everything the project created, also when a test failed half-way. */
+  async destroy(): Promise<void> {
+    try {
+      // Only the images built for this run (tagged with its name), never the base images.
+      const images = (await this.compose(["config", "--images"]))
+        .split("\n")
+        .filter((image) => image.endsWith(`:${this.name}`));
+      await this.compose(["down", "--volumes", "--remove-orphans", "--timeout", "5"]);
+      if (images.length > 0)
+        await run("docker", ["image", "rm", "--force", ...images]).catch(() => {});
+    } finally {
+      if (this.directory !== REPO_ROOT) await rm(this.directory, { recursive: true, force: true });
+    }
+  }
+
+  async logs(): Promise<string> {
+    return this.compose(["logs", "--no-color", "--tail", "50"]).catch((error) => String(error));
+  }
+}
+
+/** Polls until `check` passes (returns without throwing); rethrows its last error after the timeout. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
