@@ -1,11 +1,11 @@
 // Builds the frontend image and checks the nginx configuration for real, in Docker.
-// The services behind the proxy are faked by small HTTP servers in this process; the
-// containers reach them through Docker's host gateway (`--add-host backend:host-gateway`).
+// nginx resolves the service names at request time through Docker's embedded DNS, which
+// ignores /etc/hosts (`--add-host`), so the services behind the proxy are faked by tiny
+// Node HTTP servers in containers on user-defined networks created by the test, reached
+// by their network aliases ("backend", "counter") like the real services in Compose.
 // Without a working Docker these tests fail rather than skip.
 import { execFile as execFileCallback } from "node:child_process";
-import { once } from "node:events";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingHttpHeaders } from "node:http";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const execFile = promisify(execFileCallback);
 
 const NGINX_IMAGE = process.env.NGINX_IMAGE || "nginx:1.27";
+const NODE_IMAGE = process.env.NODE_IMAGE ?? "node:24-trixie-slim";
 const CONTEXT = fileURLToPath(new URL("..", import.meta.url));
 const RUN_ID = `${process.pid}-${Date.now().toString(36)}`;
 const IMAGE = `app-frontend-test:${RUN_ID}`;
@@ -22,6 +23,46 @@ const CSP =
 /** Runs the docker CLI; rejects (failing the test) on a non-zero exit. */
 async function docker(...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return execFile("docker", args, { timeout: 180_000, maxBuffer: 32 * 1024 * 1024 });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** fetch, plus how long the answer took (headers and body) in milliseconds. */
+async function timedFetch(url: string, init?: RequestInit) {
+  const started = Date.now();
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
+  const body = await res.text();
+  return { res, body, ms: Date.now() - started };
+}
+
+// Everything created here, removed in afterAll (which also runs after failures).
+const containers: string[] = [];
+const networks: string[] = [];
+
+async function createNetwork(label: string): Promise<string> {
+  const name = `app-frontend-test-${label}-${RUN_ID}`;
+  networks.push(name);
+  await docker("network", "create", name);
+  return name;
+}
+
+/** The container's address on the given network ("" when it has none). */
+async function ipOf(container: string, network: string): Promise<string> {
+  const { stdout } = await docker(
+    "inspect",
+    "--format",
+    `{{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{end}}`,
+    container,
+  );
+  return stdout.trim();
+}
+
+/** The host port Docker published for the container's port (on 127.0.0.1). */
+async function publishedPort(container: string, port: string): Promise<string> {
+  const { stdout } = await docker("port", container, port);
+  const published = /:(\d+)\s*$/m.exec(stdout)?.[1];
+  if (!published) throw new Error(`no published port for ${container}: ${stdout}`);
+  return published;
 }
 
 // ---------------------------------------------------------------------------------
@@ -35,62 +76,100 @@ interface Received {
   bodyLength: number;
 }
 
-type Reply = { status: number; body: unknown } | "never";
+/** A JSON answer; `repeat` answers { items: "x" repeated that many times } instead. */
+type Reply = { status: number; body?: unknown; repeat?: number } | "never";
 
 /**
- * An HTTP server on every interface (containers connect through the host gateway)
- * that records each request and answers from `routes` ("METHOD /path"), else 404.
+ * The fake service, run with `node -e`: it records every request (method, URL, HTTP
+ * version, headers, body length) and answers from FAKE_ROUTES ("METHOD /path", query
+ * string ignored), else a JSON 404. "never" holds the request open: an upstream that
+ * hangs. Like the real services it echoes X-Request-Id; X-Served-By names the fake.
+ * GET /__received returns the recorded requests; the test reads it on a published port.
  */
-async function startFake(routes: Record<string, () => Reply>) {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
+const FAKE_SERVER = `
+const http = require("node:http");
+const routes = JSON.parse(process.env.FAKE_ROUTES);
+const received = [];
+const json = (res, status, body) => {
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8" });
+  res.end(JSON.stringify(body));
+};
+http
+  .createServer((req, res) => {
     let bodyLength = 0;
-    req.on("data", (chunk: Buffer) => {
-      bodyLength += chunk.length;
-    });
+    req.on("data", (chunk) => { bodyLength += chunk.length; });
     req.on("end", () => {
-      const { method = "", url = "", httpVersion, headers } = req;
+      const { method, url, httpVersion, headers } = req;
+      if (url === "/__received") return json(res, 200, received);
       received.push({ method, url, httpVersion, headers, bodyLength });
-      const reply = routes[`${method} ${url}`]?.() ?? {
-        status: 404,
-        body: { error: `Not found: ${method} ${url}` },
-      };
-      if (reply === "never") return; // hold the request open: an upstream that hangs
-      // Like the real services: echo the request id, answer JSON.
-      const requestId = headers["x-request-id"];
-      if (typeof requestId === "string") res.setHeader("X-Request-Id", requestId);
-      res.writeHead(reply.status, { "Content-Type": "application/json; charset=utf-8" });
-      res.end(JSON.stringify(reply.body));
+      const key = method + " " + url.split("?")[0];
+      const reply = routes[key] ?? { status: 404, body: { error: "Not found: " + key } };
+      if (reply === "never") return;
+      if (typeof headers["x-request-id"] === "string") {
+        res.setHeader("X-Request-Id", headers["x-request-id"]);
+      }
+      res.setHeader("X-Served-By", process.env.FAKE_NAME);
+      json(res, reply.status, reply.repeat ? { items: "x".repeat(reply.repeat) } : reply.body);
     });
-  });
-  // Like the real services: outlive nginx's 60 s upstream keepalive_timeout.
-  server.keepAliveTimeout = 65_000;
-  server.listen(0, "0.0.0.0");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    port,
-    received,
-    /** The last request that reached this fake with the given path. */
-    last(url: string): Received | undefined {
-      return received.findLast((r) => r.url === url);
-    },
-    close: () => closeServer(server),
+  })
+  .listen(Number(process.env.PORT));
+// PID 1 has no default signal handlers: without this, "docker stop" would wait 10 s.
+process.on("SIGTERM", () => process.exit(0));
+`;
+
+type Fake = Awaited<ReturnType<typeof startFake>>;
+
+/**
+ * Runs the fake service as a container on `network`, reachable there as `alias:port`
+ * (also published on a random loopback port for the test's own look at what it got).
+ */
+async function startFake(options: {
+  network: string;
+  alias: string;
+  port: number;
+  name: string;
+  routes: Record<string, Reply>;
+}) {
+  const container = `app-frontend-test-fake-${options.name}-${RUN_ID}`;
+  containers.push(container);
+  await docker(
+    "run",
+    "--detach",
+    "--name",
+    container,
+    ...["--network", options.network, "--network-alias", options.alias],
+    ...["--env", `PORT=${options.port}`, "--env", `FAKE_NAME=${options.name}`],
+    ...["--env", `FAKE_ROUTES=${JSON.stringify(options.routes)}`],
+    ...["--publish", `127.0.0.1::${options.port}`],
+    NODE_IMAGE,
+    ...["node", "-e", FAKE_SERVER],
+  );
+  const base = `http://127.0.0.1:${await publishedPort(container, `${options.port}/tcp`)}`;
+  const received = async (): Promise<Received[]> => {
+    const res = await fetch(`${base}/__received`);
+    if (!res.ok) throw new Error(`${container}: /__received answered ${res.status}`);
+    return (await res.json()) as Received[];
   };
-}
-
-async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
-/** A port on this host where nothing listens: connecting is refused. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, "0.0.0.0");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await closeServer(server);
-  return port;
+  // Ready once it answers.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await received();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
+  return {
+    container,
+    name: options.name,
+    received,
+    /** The last request that reached this fake with the given URL. */
+    async last(url: string): Promise<Received | undefined> {
+      return (await received()).findLast((r) => r.url === url);
+    },
+  };
 }
 
 const DATA = {
@@ -98,118 +177,125 @@ const DATA = {
   timestamp: "2026-01-02T03:04:05.678Z",
   servedByHost: "fake-backend",
 };
-const BIG = { items: "x".repeat(1024 * 1024) }; // larger than nginx's in-memory proxy buffers
+const BIG_LENGTH = 1024 * 1024; // larger than nginx's in-memory proxy buffers
+const BIG = { items: "x".repeat(BIG_LENGTH) };
 
-let backend: Awaited<ReturnType<typeof startFake>>;
-let counter: Awaited<ReturnType<typeof startFake>>;
+const BACKEND_ROUTES: Record<string, Reply> = {
+  "GET /data": { status: 200, body: DATA },
+  "POST /echo": { status: 200, body: { ok: true } },
+  "GET /big": { status: 200, repeat: BIG_LENGTH },
+  "GET /unready": { status: 503, body: { status: "not ready" } },
+  "GET /slow": "never",
+};
+const COUNTER_ROUTES: Record<string, Reply> = {
+  "POST /visits": { status: 200, body: { count: 42 } },
+};
 
 // ---------------------------------------------------------------------------------
-// Containers
-
-const containers: string[] = [];
+// The frontend container
 
 /**
- * Starts the image with the fakes (or the given ports) as upstreams, publishes 8080 on
- * a random loopback port, waits for the image's HEALTHCHECK to pass, returns the base URL.
+ * Starts the image on `network` with the given environment, publishes 8080 on a random
+ * loopback port, waits for the image's HEALTHCHECK to pass, returns the base URL.
  */
 async function startFrontend(
   label: string,
-  options: { backendPort: number; counterPort: number; extraArgs?: string[] },
-): Promise<string> {
-  const name = `app-frontend-test-${label}-${RUN_ID}`;
-  containers.push(name); // before `run`, so cleanup also catches a half-started one
+  options: { network: string; env?: Record<string, string>; extraArgs?: string[] },
+): Promise<{ url: string; container: string }> {
+  const container = `app-frontend-test-${label}-${RUN_ID}`;
+  containers.push(container); // before `run`, so cleanup also catches a half-started one
   await docker(
     "run",
     "--detach",
     "--name",
-    name,
-    "--add-host",
-    "backend:host-gateway",
-    "--add-host",
-    "counter:host-gateway",
-    "--env",
-    `BACKEND_UPSTREAM=backend:${options.backendPort}`,
-    "--env",
-    `COUNTER_UPSTREAM=counter:${options.counterPort}`,
-    "--publish",
-    "127.0.0.1::8080",
+    container,
+    ...["--network", options.network],
+    ...Object.entries(options.env ?? {}).flatMap(([key, value]) => ["--env", `${key}=${value}`]),
+    ...["--publish", "127.0.0.1::8080"],
     ...(options.extraArgs ?? []),
     IMAGE,
   );
-  await waitForHealthy(name);
-  const { stdout } = await docker("port", name, "8080/tcp");
-  const port = /:(\d+)\s*$/m.exec(stdout)?.[1];
-  if (!port) throw new Error(`no published port for ${name}: ${stdout}`);
-  return `http://127.0.0.1:${port}`;
+  await waitForHealthy(container);
+  return { url: `http://127.0.0.1:${await publishedPort(container, "8080/tcp")}`, container };
 }
 
-async function waitForHealthy(name: string): Promise<void> {
+async function health(container: string): Promise<{ state?: string; health?: string }> {
+  const { stdout } = await docker(
+    "inspect",
+    "--format",
+    "{{.State.Status}} {{.State.Health.Status}}",
+    container,
+  );
+  const [state, health] = stdout.trim().split(" ");
+  return { state, health };
+}
+
+async function waitForHealthy(container: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const { stdout } = await docker(
-      "inspect",
-      "--format",
-      "{{.State.Status}} {{.State.Health.Status}}",
-      name,
-    );
-    const [state, health] = stdout.trim().split(" ");
-    if (health === "healthy") return;
+    const { state, health: status } = await health(container);
+    if (status === "healthy") return;
     if (state !== "running" || Date.now() > deadline) {
-      const logs = await docker("logs", name).catch((error: Error) => error);
-      throw new Error(`${name} is ${state}/${health}; logs:\n${JSON.stringify(logs, null, 2)}`);
+      const logs = await docker("logs", container).catch((error: Error) => error);
+      throw new Error(
+        `${container} is ${state}/${status}; logs:\n${JSON.stringify(logs, null, 2)}`,
+      );
     }
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
 }
 
+/** Asserts the JSON 502 nginx answers for an upstream it cannot reach. */
+function expectJson502(answer: Awaited<ReturnType<typeof timedFetch>>): void {
+  const { res, body, ms } = answer;
+  expect(res.status).toBe(502);
+  expect(res.headers.get("content-type")).toBe("application/json");
+  expect(res.headers.get("content-security-policy")).toBe(CSP);
+  expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
+  expect(JSON.parse(body)).toEqual({ error: expect.any(String) });
+  // Quick, not after proxy_connect_timeout (2 s).
+  expect(ms).toBeLessThan(1_500);
+}
+
+// ---------------------------------------------------------------------------------
+// Shared fixtures: the image and a network with a fake backend and counter
+
+let network: string;
+let backend: Fake;
+let counter: Fake;
+
 beforeAll(async () => {
-  backend = await startFake({
-    "GET /data": () => ({ status: 200, body: DATA }),
-    "POST /echo": () => ({ status: 200, body: { ok: true } }),
-    "GET /big": () => ({ status: 200, body: BIG }),
-    "GET /unready": () => ({ status: 503, body: { status: "not ready" } }),
-    "GET /slow": () => "never",
-  });
-  counter = await startFake({
-    "POST /visits": () => ({ status: 200, body: { count: 42 } }),
-  });
-  await docker(
-    "build",
-    "--quiet",
-    "--build-arg",
-    `NGINX_IMAGE=${NGINX_IMAGE}`,
-    "-t",
-    IMAGE,
-    CONTEXT,
-  );
+  network = await createNetwork("net");
+  [backend, counter] = await Promise.all([
+    startFake({ network, alias: "backend", port: 3001, name: "backend", routes: BACKEND_ROUTES }),
+    startFake({ network, alias: "counter", port: 3002, name: "counter", routes: COUNTER_ROUTES }),
+    docker("build", "--quiet", "--build-arg", `NGINX_IMAGE=${NGINX_IMAGE}`, "-t", IMAGE, CONTEXT),
+  ]);
 });
 
 afterAll(async () => {
   // Runs after failures too; every step tolerates what never got created.
   if (containers.length > 0) await docker("rm", "--force", ...containers).catch(() => {});
+  for (const name of networks) await docker("network", "rm", name).catch(() => {});
   await docker("image", "rm", "--force", IMAGE).catch(() => {});
-  await Promise.all([backend?.close(), counter?.close()]);
 });
 
 // ---------------------------------------------------------------------------------
 // Tests
 
 describe("nginx configuration", () => {
-  // Names in the config must resolve for `nginx -t`; the entrypoint renders the
-  // templates first because the command starts with "nginx".
-  const resolvable = ["--add-host", "backend:127.0.0.1", "--add-host", "counter:127.0.0.1"];
-
-  it("passes nginx -t", async () => {
-    const { stderr } = await docker("run", "--rm", ...resolvable, IMAGE, "nginx", "-t");
+  it("passes nginx -t without the services being resolvable", async () => {
+    // No backend or counter anywhere: names are only resolved when a request comes.
+    const { stderr } = await docker("run", "--rm", IMAGE, "nginx", "-t");
     expect(stderr).toContain("syntax is ok");
     expect(stderr).toContain("test is successful");
   });
 
-  it("renders the upstreams from the environment and leaves nginx variables alone", async () => {
+  it("renders upstreams and resolver from the environment, leaves nginx variables alone", async () => {
     const { stdout } = await docker(
       "run",
       "--rm",
-      ...["--add-host", "api.internal:127.0.0.1", "--add-host", "visits.internal:127.0.0.1"],
+      ...["--network", network],
       ...["--env", "BACKEND_UPSTREAM=api.internal:4001"],
       ...["--env", "COUNTER_UPSTREAM=visits.internal:4002"],
       // A variable named like one of nginx's must not be substituted.
@@ -218,8 +304,14 @@ describe("nginx configuration", () => {
       "nginx",
       "-T",
     );
-    expect(stdout).toContain("server api.internal:4001;");
-    expect(stdout).toContain("server visits.internal:4002;");
+    expect(stdout).toContain("set $backend_upstream api.internal:4001;");
+    expect(stdout).toContain("set $counter_upstream visits.internal:4002;");
+    expect(stdout).toContain("proxy_pass http://$backend_upstream;");
+    expect(stdout).toContain("proxy_pass http://$counter_upstream;");
+    // The entrypoint took the nameserver from resolv.conf: Docker's embedded DNS.
+    expect(stdout).toContain("resolver 127.0.0.11 valid=2s ipv6=off;");
+    // No upstream{} block, whose names nginx would resolve once, at start.
+    expect(stdout).not.toMatch(/^\s*upstream\s/m);
     expect(stdout).toContain("proxy_set_header Host $host;");
     expect(stdout).not.toContain("clobbered");
     expect(stdout).not.toContain("${");
@@ -230,7 +322,7 @@ describe("frontend container", () => {
   let url: string;
 
   beforeAll(async () => {
-    url = await startFrontend("main", { backendPort: backend.port, counterPort: counter.port });
+    ({ url } = await startFrontend("main", { network }));
   });
 
   it("serves the page with security headers and no nginx version", async () => {
@@ -291,10 +383,10 @@ describe("frontend container", () => {
     expect(await res.json()).toEqual(DATA);
     expect(res.headers.get("content-security-policy")).toBe(CSP);
 
-    const seen = backend.last("/data");
+    const seen = await backend.last("/data");
     expect(seen).toMatchObject({ method: "GET", httpVersion: "1.1" });
     const headers = seen?.headers ?? {};
-    // Keepalive to the upstream: HTTP/1.1 with no "Connection: close".
+    // HTTP/1.1 without nginx's default "Connection: close" (see api-proxy.conf).
     expect(headers.connection).toBeUndefined();
     expect(headers.host).toBe("127.0.0.1");
     expect(headers["x-forwarded-host"]).toBe(new URL(url).host);
@@ -307,14 +399,30 @@ describe("frontend container", () => {
     expect(res.headers.get("x-request-id")).toBe(headers["x-request-id"]);
   });
 
+  it("keeps query strings and encoded characters when stripping /api", async () => {
+    const data = await fetch(`${url}/api/data?page=2&q=a%20b`);
+    expect(data.status).toBe(200);
+    expect(await backend.last("/data?page=2&q=a%20b")).toMatchObject({ method: "GET" });
+
+    const missing = await fetch(`${url}/api/items/a%20b`);
+    expect(missing.status).toBe(404);
+    expect(await backend.last("/items/a%20b")).toMatchObject({ method: "GET" });
+  });
+
   it("proxies POST /api/visits to the counter's /visits", async () => {
-    const before = backend.received.length;
+    const before = (await backend.received()).length;
     const res = await fetch(`${url}/api/visits`, { method: "POST" });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ count: 42 });
-    expect(counter.last("/visits")).toMatchObject({ method: "POST" });
-    expect(counter.last("/visits")?.headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
-    expect(backend.received.length).toBe(before);
+    expect(res.headers.get("x-served-by")).toBe("counter");
+    const seen = await counter.last("/visits");
+    expect(seen).toMatchObject({ method: "POST" });
+    expect(seen?.headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
+
+    const withQuery = await fetch(`${url}/api/visits?source=test`, { method: "POST" });
+    expect(withQuery.status).toBe(200);
+    expect(await counter.last("/visits?source=test")).toMatchObject({ method: "POST" });
+    expect((await backend.received()).length).toBe(before);
   });
 
   it("passes the services' own error responses through unchanged", async () => {
@@ -330,7 +438,7 @@ describe("frontend container", () => {
   });
 
   it("refuses a body over 64 KB with a JSON 413, without calling the backend", async () => {
-    const before = backend.received.length;
+    const before = (await backend.received()).length;
     const res = await fetch(`${url}/api/data`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -340,7 +448,7 @@ describe("frontend container", () => {
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(res.headers.get("content-security-policy")).toBe(CSP);
     expect(await res.json()).toEqual({ error: expect.any(String) });
-    expect(backend.received.length).toBe(before);
+    expect((await backend.received()).length).toBe(before);
   });
 
   it("answers a JSON 504 when the backend does not respond within 10 s", async () => {
@@ -353,34 +461,129 @@ describe("frontend container", () => {
   });
 });
 
-describe("frontend container with its upstreams down", () => {
+describe("frontend container with services refusing connections", () => {
   let url: string;
 
   beforeAll(async () => {
-    url = await startFrontend("down", {
-      backendPort: await closedPort(),
-      counterPort: await closedPort(),
-    });
+    // The names resolve (the fakes), but nothing listens on these ports.
+    ({ url } = await startFrontend("refused", {
+      network,
+      env: { BACKEND_UPSTREAM: "backend:3999", COUNTER_UPSTREAM: "counter:3999" },
+    }));
   });
 
   it("answers /api/data with a JSON 502", async () => {
-    const res = await fetch(`${url}/api/data`);
-    expect(res.status).toBe(502);
-    expect(res.headers.get("content-type")).toBe("application/json");
-    expect(res.headers.get("content-security-policy")).toBe(CSP);
-    expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
-    expect(await res.json()).toEqual({ error: expect.any(String) });
+    expectJson502(await timedFetch(`${url}/api/data`));
   });
 
   it("answers /api/visits with a JSON 502", async () => {
-    const res = await fetch(`${url}/api/visits`, { method: "POST" });
-    expect(res.status).toBe(502);
-    expect(await res.json()).toEqual({ error: expect.any(String) });
+    expectJson502(await timedFetch(`${url}/api/visits`, { method: "POST" }));
+  });
+});
+
+describe("frontend container with no services at all", () => {
+  let url: string;
+  let container: string;
+
+  beforeAll(async () => {
+    // A network where neither "backend" nor "counter" exists; the image's defaults.
+    const empty = await createNetwork("empty");
+    ({ url, container } = await startFrontend("alone", { network: empty }));
   });
 
-  it("still serves the page and stays healthy", async () => {
-    expect((await fetch(`${url}/`)).status).toBe(200);
+  it("starts, stays healthy and serves the page", async () => {
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("Docker Compose visit counter");
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it("answers /api/data and /api/visits with a JSON 502", async () => {
+    expectJson502(await timedFetch(`${url}/api/data`));
+    expectJson502(await timedFetch(`${url}/api/visits`, { method: "POST" }));
+    expect(await health(container)).toEqual({ state: "running", health: "healthy" });
+  });
+});
+
+describe("frontend container while the backend is stopped, recreated and scaled", () => {
+  // A network of its own, so stopping "backend" here disturbs no other test.
+  let net: string;
+  let url: string;
+  let container: string;
+  let first: Fake;
+  let firstIp: string;
+
+  /** Polls GET /api/data until `done` holds for the names of the fakes seen answering. */
+  async function pollUntil(done: (seen: Set<string>) => boolean): Promise<Set<string>> {
+    const seen = new Set<string>();
+    const deadline = Date.now() + 15_000;
+    while (!done(seen)) {
+      if (Date.now() > deadline) throw new Error(`gave up; answered by: ${[...seen]}`);
+      const { res } = await timedFetch(`${url}/api/data`);
+      const name = res.headers.get("x-served-by");
+      if (res.status === 200 && name) seen.add(name);
+      else await sleep(250);
+    }
+    return seen;
+  }
+
+  beforeAll(async () => {
+    net = await createNetwork("restart");
+    const fake = { network: net, alias: "backend", port: 3001, routes: BACKEND_ROUTES };
+    first = await startFake({ ...fake, name: "first" });
+    firstIp = await ipOf(first.container, net);
+    ({ url, container } = await startFrontend("restart", { network: net }));
+  });
+
+  it("proxies to the running backend", async () => {
+    const res = await fetch(`${url}/api/data`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).toBe("first");
+  });
+
+  it("answers a quick JSON 502 once the backend is stopped", async () => {
+    await docker("stop", first.container);
+    // nginx may still hold the old address for up to valid=2s; a request in that window
+    // tries it and can wait for proxy_connect_timeout (2 s). After it, the stopped
+    // container's name no longer resolves, which nginx answers at once with a 502.
+    await sleep(3_000);
+    expectJson502(await timedFetch(`${url}/api/data`));
+    expect(await health(container)).toEqual({ state: "running", health: "healthy" });
+  });
+
+  it("picks up a recreated backend at a new address without a restart", async () => {
+    // Docker may hand the freed address straight to the next container: take it first,
+    // so the new backend surely gets a different one.
+    containers.push(`app-frontend-test-ipholder-${RUN_ID}`);
+    await docker(
+      ...["run", "--detach", "--name", `app-frontend-test-ipholder-${RUN_ID}`],
+      ...["--network", net, NODE_IMAGE, "sleep", "infinity"],
+    );
+    const second = await startFake({
+      network: net,
+      alias: "backend",
+      port: 3001,
+      name: "second",
+      routes: BACKEND_ROUTES,
+    });
+    expect(await ipOf(second.container, net)).not.toBe(firstIp);
+
+    const started = Date.now();
+    await pollUntil((seen) => seen.has("second"));
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("spreads requests over a new replica without a restart", async () => {
+    await startFake({
+      network: net,
+      alias: "backend",
+      port: 3001,
+      name: "third",
+      routes: BACKEND_ROUTES,
+    });
+    // Both addresses come back for "backend"; nginx rotates them per request.
+    const seen = await pollUntil((names) => names.has("second") && names.has("third"));
+    expect([...seen].sort()).toEqual(["second", "third"]);
   });
 });
 
@@ -388,9 +591,8 @@ describe("frontend container hardened as in production", () => {
   let url: string;
 
   beforeAll(async () => {
-    url = await startFrontend("hardened", {
-      backendPort: backend.port,
-      counterPort: counter.port,
+    ({ url } = await startFrontend("hardened", {
+      network,
       // What a production override would set. The writable paths are tmpfs owned by
       // uid 101: /tmp (pid file), /var/cache/nginx (temp files), /etc/nginx/conf.d
       // (templates rendered at start).
@@ -400,7 +602,7 @@ describe("frontend container hardened as in production", () => {
         ...["--tmpfs", "/tmp", "--tmpfs", "/var/cache/nginx:uid=101,gid=101"],
         ...["--tmpfs", "/etc/nginx/conf.d:uid=101,gid=101"],
       ],
-    });
+    }));
   });
 
   it("serves the page", async () => {
@@ -429,6 +631,6 @@ describe("frontend container hardened as in production", () => {
       body: JSON.stringify({ filler: "x".repeat(40 * 1024) }),
     });
     expect(res.status).toBe(200);
-    expect(backend.last("/echo")?.bodyLength).toBeGreaterThan(40 * 1024);
+    expect((await backend.last("/echo"))?.bodyLength).toBeGreaterThan(40 * 1024);
   });
 });

@@ -1,0 +1,104 @@
+import { describe, expect, it } from "vitest";
+import { ComposeProject } from "./support/compose.ts";
+
+// `docker compose config` resolves and validates a combination of files; these
+// tests assert what the production combination promises, without starting it.
+
+interface Service {
+  image?: string;
+  ports?: unknown[];
+  volumes?: { type: string; source?: string }[];
+  healthcheck?: { test?: string[]; disable?: boolean };
+  read_only?: boolean;
+  cap_drop?: string[];
+  security_opt?: string[];
+  user?: string;
+  restart?: string;
+  logging?: { driver: string; options?: Record<string, string> };
+  deploy?: {
+    replicas?: number;
+    resources?: { limits?: { cpus?: string; memory?: string; pids?: number } };
+  };
+  environment?: Record<string, string>;
+  secrets?: unknown[];
+}
+
+async function resolvedConfig(files: string[]): Promise<{ services: Record<string, Service> }> {
+  const project = new ComposeProject({ files });
+  return JSON.parse(await project.compose(["config", "--format", "json"]));
+}
+
+describe("compose files", () => {
+  it.each([
+    ["base", ["docker-compose.yml"]],
+    ["base + development override", ["docker-compose.yml", "docker-compose.override.yml"]],
+    ["base + production", ["docker-compose.yml", "docker-compose.prod.yml"]],
+  ])("%s is valid", async (_name, files) => {
+    const config = await resolvedConfig(files);
+    expect(Object.keys(config.services).sort()).toEqual([
+      "backend",
+      "cache",
+      "counter",
+      "db",
+      "frontend",
+    ]);
+  });
+
+  describe("production", async () => {
+    const { services } = await resolvedConfig(["docker-compose.yml", "docker-compose.prod.yml"]);
+    const entries = Object.entries(services);
+
+    it("has no bind mounts", () => {
+      for (const [name, service] of entries) {
+        expect(service.volumes?.filter((v) => v.type === "bind") ?? [], name).toEqual([]);
+      }
+    });
+
+    it("publishes only the frontend", () => {
+      for (const [name, service] of entries) {
+        if (name === "frontend") expect(service.ports).toHaveLength(1);
+        else expect(service.ports ?? [], name).toEqual([]);
+      }
+    });
+
+    it("hardens every service", () => {
+      for (const [name, service] of entries) {
+        expect(service.healthcheck?.test, `${name} healthcheck`).toBeDefined();
+        expect(service.healthcheck?.disable, name).toBeFalsy();
+        expect(service.read_only, `${name} read_only`).toBe(true);
+        expect(service.cap_drop, `${name} cap_drop`).toEqual(["ALL"]);
+        expect(service.security_opt, name).toContain("no-new-privileges:true");
+        expect(service.restart, name).toBe("unless-stopped");
+        expect(service.logging?.options?.["max-size"], `${name} log rotation`).toBeDefined();
+        const limits = service.deploy?.resources?.limits;
+        expect(limits?.cpus, `${name} cpus`).toBeDefined();
+        expect(limits?.memory, `${name} memory`).toBeDefined();
+        expect(limits?.pids, `${name} pids`).toBeGreaterThan(0);
+      }
+    });
+
+    it("runs no service as root", () => {
+      // The Node images set USER node themselves; the others are set here.
+      for (const name of ["frontend", "db", "cache"]) {
+        expect(services[name]?.user, name).toMatch(/^[1-9]\d*:[1-9]\d*$/);
+      }
+    });
+
+    it("scales the Node services to 2 replicas", () => {
+      expect(services.backend?.deploy?.replicas).toBe(2);
+      expect(services.counter?.deploy?.replicas).toBe(2);
+    });
+
+    it("passes the database password only as a secret file", () => {
+      for (const [name, service] of entries) {
+        expect(service.environment?.POSTGRES_PASSWORD, name).toBeUndefined();
+      }
+      expect(services.db?.environment?.POSTGRES_PASSWORD_FILE).toBe(
+        "/run/secrets/postgres_password",
+      );
+      expect(services.counter?.environment?.POSTGRES_PASSWORD_FILE).toBe(
+        "/run/secrets/postgres_password",
+      );
+    });
+  });
+});

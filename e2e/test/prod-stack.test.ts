@@ -1,0 +1,202 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { artifactPath, launchChromium } from "./support/browser.ts";
+import { ComposeProject, eventually } from "./support/compose.ts";
+
+const run = promisify(execFile);
+
+// The production stack exactly as README's "Deploy to production" runs it, from a
+// copy of the repository holding a freshly generated secret.
+const stack = new ComposeProject({
+  files: ["docker-compose.yml", "docker-compose.prod.yml"],
+  copyRepo: true,
+});
+const password = randomBytes(24).toString("base64url");
+let url: string;
+
+beforeAll(async () => {
+  await stack.prepare();
+  await mkdir(join(stack.directory, "secrets"), { recursive: true });
+  await writeFile(join(stack.directory, "secrets/postgres_password.txt"), `${password}\n`, {
+    mode: 0o644,
+  });
+  try {
+    await stack.up();
+  } catch (error) {
+    console.error(await stack.logs());
+    throw error;
+  }
+  url = await stack.url("frontend", 8080);
+});
+afterAll(async () => {
+  await stack.destroy();
+});
+
+const post = async (path: string) =>
+  (await fetch(`${url}${path}`, { method: "POST" })).json() as Promise<{ count: number }>;
+
+async function containers(): Promise<{ id: string; service: string }[]> {
+  const ids = (await stack.compose(["ps", "--quiet"])).trim().split("\n");
+  return Promise.all(
+    ids.map(async (id) => {
+      const { stdout } = await run("docker", [
+        "inspect",
+        "--format",
+        '{{index .Config.Labels "com.docker.compose.service"}}',
+        id,
+      ]);
+      return { id, service: stdout.trim() };
+    }),
+  );
+}
+
+const dockerExec = async (id: string, command: string[]) =>
+  (await run("docker", ["exec", id, ...command])).stdout.trim();
+
+describe("production stack", () => {
+  it("serves the page, the data API from both replicas, and the counter", async () => {
+    expect(await (await fetch(`${url}/`)).text()).toContain("Fetch Data from Backend");
+
+    const hosts = new Set<string>();
+    await eventually(async () => {
+      const body = (await (await fetch(`${url}/api/data`)).json()) as { servedByHost: string };
+      hosts.add(body.servedByHost);
+      expect(hosts.size).toBe(2);
+    }, 20_000);
+
+    const first = await post("/api/visits");
+    const second = await post("/api/visits");
+    expect(second.count).toBe(first.count + 1);
+  });
+
+  it("counts exactly across both counter replicas", async () => {
+    const start = (await post("/api/visits")).count;
+    const counts = await Promise.all(Array.from({ length: 200 }, () => post("/api/visits")));
+    const numbers = counts.map((c) => c.count).sort((a, b) => a - b);
+    expect(numbers).toEqual(Array.from({ length: 200 }, (_, i) => start + 1 + i));
+  });
+
+  it("runs every container as a non-root user on a read-only root filesystem", async () => {
+    const all = await containers();
+    expect(all.length).toBe(7);
+    for (const { id, service } of all) {
+      expect(await dockerExec(id, ["id", "-u"]), service).not.toBe("0");
+      await expect(
+        run("docker", ["exec", id, "touch", "/written-at-runtime"]),
+        service,
+      ).rejects.toThrow(/Read-only file system/);
+    }
+  });
+
+  it("keeps the secret out of container environments and image layers", async () => {
+    for (const { id, service } of await containers()) {
+      const { stdout } = await run("docker", ["inspect", "--format", "{{json .Config.Env}}", id]);
+      expect(stdout, service).not.toContain(password);
+      expect(stdout, service).not.toMatch(/POSTGRES_PASSWORD=/);
+    }
+    const images = (await stack.compose(["config", "--images"])).trim().split("\n");
+    for (const image of images.filter((name) => name.endsWith(`:${stack.name}`))) {
+      const { stdout } = await run("docker", ["history", "--no-trunc", image]);
+      expect(stdout, image).not.toContain(password);
+    }
+  });
+
+  it("keeps the database and cache unreachable from the frontend, reachable from the counter", async () => {
+    const frontend = (await containers()).find((c) => c.service === "frontend");
+    const counter = (await containers()).find((c) => c.service === "counter");
+    if (!frontend || !counter) throw new Error("frontend or counter container missing");
+    for (const target of ["db:5432", "cache:6379"]) {
+      await expect(
+        run("docker", [
+          "exec",
+          frontend.id,
+          "curl",
+          "--silent",
+          "--max-time",
+          "3",
+          `telnet://${target}`,
+        ]),
+        `frontend -> ${target}`,
+      ).rejects.toThrow();
+      const probe = `const [h, p] = "${target}".split(":"); require("node:net").connect(+p, h).on("connect", () => process.exit(0)).on("error", () => process.exit(1))`;
+      await expect(
+        run("docker", ["exec", counter.id, "node", "-e", probe]),
+        `counter -> ${target}`,
+      ).resolves.toBeDefined();
+    }
+  });
+
+  it("keeps counting through the Postgres path while the cache is stopped", async () => {
+    const before = (await post("/api/visits")).count;
+    await stack.compose(["stop", "cache"]);
+    const during: number[] = [];
+    for (let i = 0; i < 10; i++) during.push((await post("/api/visits")).count);
+    await stack.compose(["start", "cache"]);
+    await stack.compose(["up", "--wait", "cache"]);
+    const after: number[] = [];
+    for (let i = 0; i < 10; i++) after.push((await post("/api/visits")).count);
+
+    const all = [before, ...during, ...after];
+    expect(all).toEqual(Array.from({ length: 21 }, (_, i) => before + i));
+  });
+
+  it("keeps serving when a backend replica dies", async () => {
+    const backend = (await containers()).find((c) => c.service === "backend");
+    if (!backend) throw new Error("no backend container");
+    await run("docker", ["kill", backend.id]);
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${url}/api/data`);
+      expect(res.status).toBe(200);
+    }
+  });
+
+  it("works in a browser: data button, visit count, no CSP violation or console error", async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on("console", (message) => {
+        if (message.type() === "error" || message.type() === "warning")
+          problems.push(message.text());
+      });
+      page.on("pageerror", (error) => problems.push(error.message));
+
+      await page.goto(url);
+      const visits = page.getByTestId("visits");
+      await expect.poll(() => visits.textContent()).toMatch(/visited \d+ times/);
+      const firstCount = Number((await visits.textContent())?.match(/\d+/)?.[0]);
+
+      await page.getByRole("button", { name: "Fetch Data from Backend" }).click();
+      await expect
+        .poll(() => page.getByTestId("data-message").textContent())
+        .toBe("Hello from Backend API managed by Docker Compose!");
+      expect(await page.getByTestId("data-host").textContent()).toMatch(/\S+/);
+      await page.screenshot({ path: await artifactPath("prod-page.png"), fullPage: true });
+
+      await page.reload();
+      await expect
+        .poll(async () => Number((await visits.textContent())?.match(/\d+/)?.[0]))
+        .toBeGreaterThan(firstCount);
+      expect(problems).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it("keeps the count over down/up and starts over after down -v", async () => {
+    const before = (await post("/api/visits")).count;
+    await stack.compose(["down", "--timeout", "10"]);
+    await stack.up();
+    url = await stack.url("frontend", 8080);
+    expect((await post("/api/visits")).count).toBe(before + 1);
+
+    await stack.compose(["down", "--volumes", "--timeout", "10"]);
+    await stack.up();
+    url = await stack.url("frontend", 8080);
+    expect((await post("/api/visits")).count).toBe(1);
+  });
+});
