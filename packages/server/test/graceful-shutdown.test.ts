@@ -16,13 +16,15 @@ async function listen(app: express.Express) {
 
 describe("createGracefulShutdown", () => {
   it("drains in-flight requests, refuses new ones, then runs hooks in order", async () => {
+    const events: string[] = [];
     const app = express();
     app.get("/slow", async (_req, res) => {
       await new Promise((resolve) => setTimeout(resolve, 300));
+      // Recorded on the server side: the client may see the answer only after the hooks ran.
+      res.on("finish", () => events.push("response"));
       res.json({ done: true });
     });
     const { server, url } = await listen(app);
-    const events: string[] = [];
     const shutdown = createGracefulShutdown({
       server,
       logger,
@@ -30,10 +32,7 @@ describe("createGracefulShutdown", () => {
       hooks: [() => void events.push("flush"), async () => void events.push("close pools")],
     });
 
-    const inFlight = fetch(`${url}/slow`).then(async (res) => {
-      events.push("response");
-      return res.json();
-    });
+    const inFlight = fetch(`${url}/slow`).then((res) => res.json());
     await new Promise((resolve) => setTimeout(resolve, 50));
     const exitCode = shutdown("SIGTERM");
 
