@@ -3,7 +3,7 @@ import { createLogger, runServer } from "@app/server";
 import { createCounterApp } from "./app.ts";
 import { type CounterConfig, loadCounterConfig } from "./config.ts";
 import { PostgresStore } from "./postgres-store.ts";
-import { createRedisClient } from "./redis-store.ts";
+import { RedisStore } from "./redis-store.ts";
 import { VisitCounter } from "./visit-counter.ts";
 
 let config: CounterConfig;
@@ -29,7 +29,7 @@ const postgres = new PostgresStore(
   },
   logger,
 );
-const redis = createRedisClient(
+const redis = new RedisStore(
   {
     url: config.REDIS_URL,
     password: config.REDIS_PASSWORD,
@@ -68,11 +68,5 @@ await runServer({
   port: config.PORT,
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-  onShutdown: [
-    () => counter.stop(),
-    async () => {
-      if (redis.isOpen) await redis.close();
-    },
-    () => postgres.close(),
-  ],
+  onShutdown: [() => counter.stop(), () => redis.close(), () => postgres.close()],
 });

@@ -37,34 +37,121 @@ const INCREMENT_FROM_FLOOR = defineScript({
 const scripts = { incrementFromFloor: INCREMENT_FROM_FLOOR };
 
 // biome-ignore lint/complexity/noBannedTypes: node-redis' own "no modules, no functions" defaults.
-export type RedisClient = RedisClientType<{}, {}, typeof scripts>;
+type RedisClient = RedisClientType<{}, {}, typeof scripts>;
 
-export function createRedisClient(options: RedisOptions, logger: Logger): RedisClient {
-  const client = createClient({
-    url: options.url,
-    ...(options.password ? { password: options.password } : {}),
-    // While disconnected, commands fail at once instead of queueing: requests
-    // take the PostgreSQL path immediately rather than hang until Redis returns.
-    disableOfflineQueue: true,
-    // A command that gets no answer (Redis frozen, network gone) fails too.
-    commandOptions: { timeout: options.commandTimeoutMs },
-    socket: {
-      connectTimeout: 1_000,
-      // Keep retrying forever, at most every 500 ms, so a returning Redis is used again quickly.
-      reconnectStrategy: (retries) => Math.min(50 * 2 ** retries, 500),
-    },
-    scripts,
-  });
-  // Without an 'error' listener a connection error would crash the process.
-  let lastError = "";
-  client.on("error", (error: Error) => {
-    // Reconnect attempts repeat the same error every 500 ms: log each kind once.
-    if (error.message !== lastError) logger.warn({ err: error }, "redis: connection error");
-    lastError = error.message;
-  });
-  client.on("ready", () => {
-    lastError = "";
-    logger.info("redis: ready");
-  });
-  return client;
+/** Redis answered nothing within the command timeout. */
+export class RedisTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`redis: no answer within ${timeoutMs} ms`);
+    this.name = "RedisTimeoutError";
+  }
+}
+
+/** The hot side of the counter: a node-redis client that fails fast instead of waiting. */
+export class RedisStore {
+  readonly #client: RedisClient;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+  #reconnecting: Promise<void> | undefined;
+
+  constructor(options: RedisOptions, logger: Logger) {
+    this.#timeoutMs = options.commandTimeoutMs;
+    this.#logger = logger;
+    this.#client = createClient({
+      url: options.url,
+      ...(options.password ? { password: options.password } : {}),
+      // While disconnected, commands fail at once instead of queueing: requests
+      // take the PostgreSQL path immediately rather than hang until Redis returns.
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: 1_000,
+        // Keep retrying forever, at most every 500 ms, so a returning Redis is used again quickly.
+        reconnectStrategy: (retries) => Math.min(50 * 2 ** retries, 500),
+      },
+      scripts,
+    });
+    // Without an 'error' listener a connection error would crash the process.
+    let lastError = "";
+    this.#client.on("error", (error: Error) => {
+      // Reconnect attempts repeat the same error every 500 ms: log each kind once.
+      if (error.message !== lastError) logger.warn({ err: error }, "redis: connection error");
+      lastError = error.message;
+    });
+    this.#client.on("ready", () => {
+      lastError = "";
+      logger.info("redis: ready");
+    });
+  }
+
+  /** Connected, handshake done, and not being replaced after a timeout. */
+  get isReady(): boolean {
+    return this.#client.isReady && this.#reconnecting === undefined;
+  }
+
+  /** Called after every (re)connection. */
+  onReady(listener: () => void): void {
+    this.#client.on("ready", listener);
+  }
+
+  /** Resolves once connected; keeps retrying in the background until then. */
+  async connect(): Promise<void> {
+    await this.#client.connect();
+  }
+
+  incrementFromFloor(key: string, floor: number, seed: boolean): Promise<number | null> {
+    return this.#call(() => this.#client.incrementFromFloor(key, floor, seed));
+  }
+
+  async get(key: string): Promise<number | null> {
+    const value = await this.#call(() => this.#client.get(key));
+    return value === null ? null : Number(value);
+  }
+
+  async setIfAbsent(key: string, value: number): Promise<void> {
+    await this.#call(() => this.#client.set(key, String(value), { condition: "NX" }));
+  }
+
+  async ping(): Promise<void> {
+    await this.#call(() => this.#client.ping());
+  }
+
+  async close(): Promise<void> {
+    await this.#reconnecting;
+    if (this.#client.isOpen) await this.#client.close();
+  }
+
+  /**
+   * node-redis times out a command only until it is written; one already sent
+   * waits for its reply forever (Redis frozen, network gone). So every call gets
+   * a deadline here, and a missed deadline replaces the connection: closing it
+   * rejects every command still in flight, so no late reply can acknowledge a
+   * number after the caller has fallen back to PostgreSQL.
+   */
+  async #call<T>(command: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeoutError(this.#timeoutMs)), this.#timeoutMs);
+    });
+    try {
+      return await Promise.race([command(), deadline]);
+    } catch (error) {
+      if (error instanceof RedisTimeoutError) this.#reconnect();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #reconnect(): void {
+    if (this.#reconnecting) return;
+    this.#logger.warn("redis: a command timed out; reconnecting, counting in PostgreSQL meanwhile");
+    this.#client.destroy();
+    this.#reconnecting = this.#client
+      .connect()
+      .then(() => {})
+      .catch((error: unknown) => this.#logger.warn({ err: error }, "redis: reconnect failed"))
+      .finally(() => {
+        this.#reconnecting = undefined;
+      });
+  }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@app/server";
 import type { PostgresStore } from "./postgres-store.ts";
-import type { RedisClient } from "./redis-store.ts";
+import type { RedisStore } from "./redis-store.ts";
 import { WriteBehind } from "./write-behind.ts";
 
 export interface Visit {
@@ -20,7 +20,7 @@ export class StoresUnavailableError extends Error {
 
 export interface VisitCounterOptions {
   key: string;
-  redis: RedisClient;
+  redis: RedisStore;
   postgres: PostgresStore;
   logger: Logger;
   flushIntervalMs: number;
@@ -38,7 +38,7 @@ export interface VisitCounterOptions {
  */
 export class VisitCounter {
   readonly #key: string;
-  readonly #redis: RedisClient;
+  readonly #redis: RedisStore;
   readonly #postgres: PostgresStore;
   readonly #logger: Logger;
   readonly #writeBehind: WriteBehind;
@@ -57,7 +57,7 @@ export class VisitCounter {
     // Other replicas persist what they handed out within one write-behind
     // interval; the PostgreSQL path waits that long after Redis' last answer.
     this.#settleMs = 2 * flushIntervalMs + 100;
-    redis.on("ready", () => {
+    redis.onReady(() => {
       this.#recoveringUntil = Date.now() + recoveryWindowMs;
     });
     this.#writeBehind = new WriteBehind({
@@ -104,10 +104,10 @@ export class VisitCounter {
     if (this.#redis.isReady) {
       try {
         const cached = await this.#redis.get(this.#key);
-        if (cached !== null) return this.#observe(Number(cached), "redis");
+        if (cached !== null) return this.#observe(cached, "redis");
         // Miss: load from PostgreSQL and populate Redis, unless a replica just did.
         const durable = Math.max(await this.#postgres.read(), this.#highest);
-        await this.#redis.set(this.#key, String(durable), { condition: "NX" });
+        await this.#redis.setIfAbsent(this.#key, durable);
         return this.#observe(durable, "postgres");
       } catch (error) {
         this.#logger.debug({ err: error }, "redis read failed, reading PostgreSQL");
@@ -185,7 +185,7 @@ export class VisitCounter {
   async #redisCountOrZero(): Promise<number> {
     if (!this.#redis.isReady) return 0;
     try {
-      return Number((await this.#redis.get(this.#key)) ?? 0);
+      return (await this.#redis.get(this.#key)) ?? 0;
     } catch {
       return 0;
     }

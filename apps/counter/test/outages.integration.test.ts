@@ -29,6 +29,7 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   // Whatever a test did, the next one starts with both stores up.
+  await redis.unpause().catch(() => {});
   await Promise.all([postgres.start(), redis.start()]);
   await Promise.all([postgres.waitUntilReady(), redis.waitUntilReady()]);
   await Promise.all(instances.splice(0).map((created) => created.close()));
@@ -61,6 +62,30 @@ describe("visit counter through outages", () => {
     expect(res.body).toEqual({ count: 11 });
     expect(res.headers["x-counter-source"]).toBe("redis");
     expect(await created.redisCount(id)).toBe(11);
+  });
+
+  it("3. Redis unreachable (paused, no answer): PostgreSQL path within 1 s, no number repeated", async () => {
+    const id = uniqueId("redis-unreachable");
+    const created = await instance(id);
+    for (let expected = 1; expected <= 3; expected++) {
+      expect((await visit(created)).body).toEqual({ count: expected });
+    }
+
+    await redis.pause();
+    try {
+      // The first request waits for the command timeout, the rest go straight to PostgreSQL.
+      for (let expected = 4; expected <= 8; expected++) {
+        const res = await visit(created);
+        expect(res.body).toEqual({ count: expected });
+        expect(res.headers["x-counter-source"]).toBe("postgres");
+      }
+    } finally {
+      await redis.unpause();
+    }
+    await eventually(async () => created.redis.isReady, true);
+    const res = await visit(created);
+    expect(res.body).toEqual({ count: 9 });
+    expect(res.headers["x-counter-source"]).toBe("redis");
   });
 
   it("4. PostgreSQL down: counts in Redis, PostgreSQL catches up when it returns", async () => {

@@ -42,6 +42,15 @@ export class StoreContainer {
     await run("docker", ["kill", this.container.getId()]);
   }
 
+  /** `docker pause`: the server stops answering but connections stay open (unreachable). */
+  async pause(): Promise<void> {
+    await run("docker", ["pause", this.container.getId()]);
+  }
+
+  async unpause(): Promise<void> {
+    await run("docker", ["unpause", this.container.getId()]);
+  }
+
   async start(): Promise<void> {
     await run("docker", ["start", this.container.getId()]);
   }

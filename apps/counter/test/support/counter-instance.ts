@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { createLogger } from "@app/server";
 import { createCounterApp } from "../../src/app.ts";
 import { PostgresStore } from "../../src/postgres-store.ts";
-import { createRedisClient, type RedisClient } from "../../src/redis-store.ts";
+import { RedisStore } from "../../src/redis-store.ts";
 import { VisitCounter } from "../../src/visit-counter.ts";
 import { POSTGRES_CREDENTIALS, type StoreContainer } from "./containers.ts";
 
@@ -20,7 +20,7 @@ export interface InstanceOptions {
 /** One counter app wired exactly as main.ts does, against the test containers. */
 export class CounterInstance {
   readonly postgres: PostgresStore;
-  readonly redis: RedisClient;
+  readonly redis: RedisStore;
   readonly counter: VisitCounter;
   readonly app: ReturnType<typeof createCounterApp>;
   #server: Server | undefined;
@@ -40,7 +40,7 @@ export class CounterInstance {
       },
       logger,
     );
-    this.redis = createRedisClient(
+    this.redis = new RedisStore(
       { url: `redis://${options.redis.host}:${options.redis.port}`, commandTimeoutMs: 500 },
       logger,
     );
@@ -82,7 +82,7 @@ export class CounterInstance {
       await closed;
     }
     await this.counter.stop().catch(() => {});
-    if (this.redis.isOpen) await this.redis.close();
+    await this.redis.close();
     await this.postgres.close();
   }
 
@@ -90,9 +90,8 @@ export class CounterInstance {
     return this.postgres.read();
   }
 
-  async redisCount(key: string): Promise<number | null> {
-    const value = await this.redis.get(key);
-    return value === null ? null : Number(value);
+  redisCount(key: string): Promise<number | null> {
+    return this.redis.get(key);
   }
 }
 
