@@ -1,0 +1,64 @@
+// Turns the output of `docker compose config --format json` into a file that
+// `docker stack deploy` accepts. Compose and Swarm read the same Compose
+// Specification, but the Swarm loader (docker stack) still validates against the
+// older v3 schema: it rejects `depends_on` conditions and the top-level `name`,
+// and has no use for `build`. Everything else (images, replicas, limits,
+// healthchecks, networks, volumes, configs, secrets) passes through unchanged.
+//
+//   docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
+//     | node infra/swarm/to-stack.mjs | docker stack deploy -c - visit-counter
+
+import { text } from "node:stream/consumers";
+
+/** Service keys the Swarm loader rejects, and why dropping them is safe. */
+const SERVICE_KEYS_TO_DROP = {
+  // Swarm deploys images; `docker compose build` makes them first.
+  build: true,
+  // Swarm starts services in any order; the apps retry their dependencies.
+  depends_on: true,
+  // Swarm restarts through deploy.restart_policy instead.
+  restart: true,
+};
+
+export function toStack(compose) {
+  const stack = { ...compose };
+  // The stack name comes from `docker stack deploy … NAME`.
+  delete stack.name;
+  for (const key of Object.keys(stack)) if (key.startsWith("x-")) delete stack[key];
+
+  stack.services = Object.fromEntries(
+    Object.entries(compose.services).map(([name, service]) => {
+      const converted = Object.fromEntries(
+        Object.entries(service).filter(
+          // Compose writes unset values as null (e.g. `entrypoint: null`); the v3 schema does not.
+          ([key, value]) => !SERVICE_KEYS_TO_DROP[key] && value !== null,
+        ),
+      );
+      // `docker compose config` writes some values with other types than the v3 schema wants.
+      const limits = service.deploy?.resources?.limits;
+      if (limits?.cpus !== undefined) limits.cpus = String(limits.cpus);
+      converted.ports = service.ports?.map((port) => ({ ...port, published: Number(port.published) }));
+      if (!converted.ports) delete converted.ports;
+      return [name, converted];
+    }),
+  );
+
+  // Compose fixes resource names to "<project>_<name>"; Swarm prefixes them with
+  // the stack name itself, so the explicit names are dropped.
+  for (const section of ["networks", "volumes", "configs", "secrets"]) {
+    if (!stack[section]) continue;
+    stack[section] = Object.fromEntries(
+      Object.entries(stack[section]).map(([key, value]) => {
+        const { name: _name, ...rest } = value ?? {};
+        return [key, rest];
+      }),
+    );
+  }
+  return stack;
+}
+
+if (import.meta.main) {
+  const compose = JSON.parse(await text(process.stdin));
+  // JSON is YAML: docker stack deploy -c - reads it as it is.
+  process.stdout.write(`${JSON.stringify(toStack(compose), null, 2)}\n`);
+}
