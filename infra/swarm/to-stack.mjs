@@ -2,8 +2,9 @@
 // `docker stack deploy` accepts. Compose and Swarm read the same Compose
 // Specification, but the Swarm loader (docker stack) still validates against the
 // older v3 schema: it rejects `depends_on` conditions and the top-level `name`,
-// and has no use for `build`. Everything else (images, replicas, limits,
-// healthchecks, networks, volumes, configs, secrets) passes through unchanged.
+// and has no use for `build`; Swarm also ignores `tmpfs`. Everything else (images,
+// replicas, limits, healthchecks, networks, volumes, configs, secrets) passes
+// through unchanged.
 //
 //   docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
 //     | node infra/swarm/to-stack.mjs | docker stack deploy -c - visit-counter
@@ -19,6 +20,17 @@ const SERVICE_KEYS_TO_DROP = {
   // Swarm restarts through deploy.restart_policy instead.
   restart: true,
 };
+
+/**
+ * Swarm ignores a service's `tmpfs:` paths, which leaves them read-only under
+ * `read_only: true`. An anonymous volume takes their place: it starts as a copy
+ * of the image's directory, owner included (the images give these paths to their
+ * users), and belongs to the task alone.
+ */
+function tmpfsAsVolumes(service) {
+  const paths = (service.tmpfs ?? []).map((entry) => entry.split(":")[0]);
+  return [...(service.volumes ?? []), ...paths.map((target) => ({ type: "volume", target }))];
+}
 
 export function toStack(compose) {
   const stack = { ...compose };
@@ -37,8 +49,14 @@ export function toStack(compose) {
       // `docker compose config` writes some values with other types than the v3 schema wants.
       const limits = service.deploy?.resources?.limits;
       if (limits?.cpus !== undefined) limits.cpus = String(limits.cpus);
-      converted.ports = service.ports?.map((port) => ({ ...port, published: Number(port.published) }));
+      converted.ports = service.ports?.map((port) => ({
+        ...port,
+        published: Number(port.published),
+      }));
       if (!converted.ports) delete converted.ports;
+      delete converted.tmpfs;
+      converted.volumes = tmpfsAsVolumes(service);
+      if (converted.volumes.length === 0) delete converted.volumes;
       return [name, converted];
     }),
   );

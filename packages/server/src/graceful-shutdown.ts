@@ -24,9 +24,10 @@ export function createGracefulShutdown(
   const { server, logger, timeoutMs, hooks = [] } = options;
   let running: Promise<number> | undefined;
 
-  server.on("request", (_req, res) => {
+  // Prepended: it must run before the app's own listener, which may answer at once.
+  server.prependListener("request", (_req, res) => {
     // Responses sent while draining tell clients not to reuse the connection...
-    if (running) res.setHeader("Connection", "close");
+    if (running && !res.headersSent) res.setHeader("Connection", "close");
     // ...and a keep-alive socket that goes idle while draining is closed at once,
     // instead of holding the shutdown open until its keep-alive timeout.
     res.once("finish", () => {

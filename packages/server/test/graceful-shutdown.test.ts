@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import express from "express";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -41,6 +42,40 @@ describe("createGracefulShutdown", () => {
     await expect(exitCode).resolves.toBe(0);
     expect(events).toEqual(["response", "flush", "close pools"]);
     expect(shutdown("SIGINT")).toBe(exitCode);
+  });
+
+  it("answers a request that arrives while draining, with Connection: close", async () => {
+    const app = express();
+    app.get("/slow", async (_req, res) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      res.send("slow");
+    });
+    // Answers synchronously, before any later 'request' listener runs.
+    app.get("/fast", (_req, res) => {
+      res.send("fast");
+    });
+    const { server } = await listen(app);
+    const shutdown = createGracefulShutdown({ server, logger, timeoutMs: 5_000 });
+
+    // A keep-alive connection busy with /slow is not idle, so it stays open when the
+    // shutdown begins; a second request sent on it then arrives while draining.
+    const socket = connect((server.address() as AddressInfo).port, "127.0.0.1");
+    socket.write("GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+    let received = "";
+    socket.on("data", (chunk) => {
+      received += chunk;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const exitCode = shutdown("SIGTERM");
+    socket.write("GET /fast HTTP/1.1\r\nHost: test\r\n\r\n");
+
+    await once(socket, "close");
+    await expect(exitCode).resolves.toBe(0);
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses).toHaveLength(2);
+    expect(responses[1]).toMatch(/^HTTP\/1\.1 200/);
+    expect(responses[1]).toMatch(/\r\nConnection: close\r\n/i);
+    expect(responses[1]).toMatch(/fast$/);
   });
 
   it("cuts requests that outlive the deadline and reports failed hooks", async () => {
