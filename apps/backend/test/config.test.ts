@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { ConfigError } from "@app/config";
 import { describe, expect, it } from "vitest";
 import { loadBackendConfig } from "../src/config.ts";
@@ -17,5 +19,28 @@ describe("backend config", () => {
     expect(() => loadBackendConfig({ PORT: "0", LOG_LEVEL: "loud" })).toThrow(
       /2 problems[\s\S]*PORT[\s\S]*LOG_LEVEL/,
     );
+  });
+});
+
+const run = promisify(execFile);
+
+describe("backend start-up with bad configuration", () => {
+  it("exits 1 with one message listing every problem, and no stack trace", async () => {
+    const failure = await run(process.execPath, ["--conditions=@app/source", "src/main.ts"], {
+      cwd: new URL("..", import.meta.url),
+      env: { ...process.env, PORT: "http", LOG_LEVEL: "loud" },
+      timeout: 20_000,
+    }).then(
+      () => {
+        throw new Error("the backend started with a bad configuration");
+      },
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(failure.code).toBe(1);
+    expect(failure.stderr.trim().split("\n")).toEqual([
+      "Invalid configuration for backend (2 problems):",
+      expect.stringMatching(/^ {2}- PORT: .*got "http"/),
+      expect.stringMatching(/^ {2}- LOG_LEVEL: .*got "loud"/),
+    ]);
   });
 });

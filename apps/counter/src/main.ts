@@ -1,19 +1,12 @@
-import { ConfigError } from "@app/config";
+import { loadConfigOrExit } from "@app/config";
 import { createLogger, runServer } from "@app/server";
 import { createCounterApp } from "./app.ts";
-import { type CounterConfig, loadCounterConfig } from "./config.ts";
+import { loadCounterConfig } from "./config.ts";
 import { PostgresStore } from "./postgres-store.ts";
 import { RedisStore } from "./redis-store.ts";
 import { VisitCounter } from "./visit-counter.ts";
 
-let config: CounterConfig;
-try {
-  config = loadCounterConfig();
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(1);
-}
+const config = loadConfigOrExit(() => loadCounterConfig());
 
 const logger = createLogger({ name: "counter", level: config.LOG_LEVEL });
 

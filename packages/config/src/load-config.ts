@@ -69,3 +69,17 @@ export function loadConfig<Schema extends z.ZodObject>(
   if (problems.length > 0 || !result.success) throw new ConfigError(appName, problems);
   return result.data;
 }
+
+/**
+ * For an app's entry point: the configuration, or the ConfigError's message on
+ * stderr and exit code 1 (no stack trace: the message says everything to fix).
+ */
+export function loadConfigOrExit<Config>(load: () => Config): Config {
+  try {
+    return load();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+}
