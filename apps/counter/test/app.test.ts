@@ -1,0 +1,76 @@
+import { createLogger } from "@app/server";
+import request from "supertest";
+import { describe, expect, it } from "vitest";
+import { createCounterApp } from "../src/app.ts";
+import { StoresUnavailableError, type Visit } from "../src/visit-counter.ts";
+
+// The HTTP layer alone, over a stand-in counter: routes, status codes, bodies.
+function appWith(counter: { increment: () => Promise<Visit>; current: () => Promise<Visit> }) {
+  return createCounterApp({
+    counter,
+    logger: createLogger({ name: "test", level: "silent" }),
+    readiness: { redis: async () => {}, postgres: async () => {} },
+  });
+}
+
+let count = 41;
+const working = appWith({
+  increment: async () => ({ count: ++count, source: "redis" }),
+  current: async () => ({ count, source: "postgres" }),
+});
+const unavailable = async (): Promise<Visit> => {
+  throw new StoresUnavailableError(new Error("connection refused"));
+};
+const broken = appWith({ increment: unavailable, current: unavailable });
+
+describe("counter HTTP API", () => {
+  it("POST /visits answers this visit's number and where it came from", async () => {
+    const res = await request(working).post("/visits");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ count: 42 });
+    expect(res.headers["x-counter-source"]).toBe("redis");
+  });
+
+  it("GET /visits reads without counting", async () => {
+    const res = await request(working).get("/visits");
+    expect(res.body).toEqual({ count: 42 });
+    expect(res.headers["x-counter-source"]).toBe("postgres");
+  });
+
+  it("GET / is the tutorial's page and counts a visit", async () => {
+    const res = await request(working).get("/");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toMatch(/text\/html/);
+    expect(res.text).toContain("Hello Docker Universe!");
+    expect(res.text).toContain("This page has been visited 43 times.");
+  });
+
+  it("answers 503 with a JSON error when neither store works", async () => {
+    for (const call of [
+      request(broken).post("/visits"),
+      request(broken).get("/visits"),
+      request(broken).get("/"),
+    ]) {
+      const res = await call;
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({
+        error: "Visit counter unavailable: neither Redis nor PostgreSQL answered",
+      });
+    }
+  });
+
+  it.each(["put", "delete", "patch"] as const)("%s /visits is a JSON 405", async (method) => {
+    const res = await request(working)[method]("/visits");
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe("GET, HEAD, POST");
+  });
+
+  it("answers malformed JSON with a JSON 400", async () => {
+    const res = await request(working)
+      .post("/visits")
+      .set("Content-Type", "application/json")
+      .send("{oops");
+    expect(res.status).toBe(400);
+    expect(res.body.error).toEqual(expect.any(String));
+  });
+});
