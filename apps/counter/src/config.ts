@@ -33,10 +33,12 @@ export const counterConfigSchema = z.object({
   FLUSH_INTERVAL_MS: millis(200).refine((ms) => ms > 0, "must be positive"),
   /**
    * After Redis (re)connects, increments are serialized through PostgreSQL's row
-   * lock for this long, so a replica that has not yet noticed Redis is back (and
-   * still counts in PostgreSQL) can never hand out the same number. 0 disables.
+   * lock for this long, so a request still on the PostgreSQL path (in this replica
+   * or in one that has not yet noticed Redis is back) can never hand out the same
+   * number. It must outlast such a request: its wait for the write-behind plus a
+   * PostgreSQL query, hence at least 1 s.
    */
-  REDIS_RECOVERY_WINDOW_MS: millis(3_000),
+  REDIS_RECOVERY_WINDOW_MS: z.coerce.number().int().min(1_000).default(3_000),
 });
 
 export type CounterConfig = z.infer<typeof counterConfigSchema>;

@@ -9,17 +9,8 @@ let postgres: StoreContainer;
 let redis: StoreContainer;
 const instances: CounterInstance[] = [];
 
-async function instance(options: {
-  id: string;
-  flushIntervalMs?: number;
-  recoveryWindowMs?: number;
-}) {
-  const created = await new CounterInstance({
-    postgres,
-    redis,
-    recoveryWindowMs: 0,
-    ...options,
-  }).start();
+async function instance(options: { id: string; flushIntervalMs?: number }) {
+  const created = await new CounterInstance({ postgres, redis, ...options }).start();
   instances.push(created);
   return created;
 }

@@ -14,8 +14,10 @@ export interface InstanceOptions {
   /** Row id and Redis key: a fresh one per test keeps tests independent on shared containers. */
   id: string;
   flushIntervalMs?: number;
-  recoveryWindowMs?: number;
 }
+
+// Short, to keep the tests quick, but long enough for the PostgreSQL path to settle.
+const RECOVERY_WINDOW_MS = 1_000;
 
 /** One counter app wired exactly as main.ts does, against the test containers. */
 export class CounterInstance {
@@ -50,7 +52,7 @@ export class CounterInstance {
       postgres: this.postgres,
       logger,
       flushIntervalMs: options.flushIntervalMs ?? 200,
-      recoveryWindowMs: options.recoveryWindowMs ?? 3_000,
+      recoveryWindowMs: RECOVERY_WINDOW_MS,
     });
     this.app = createCounterApp({
       counter: this.counter,
@@ -59,10 +61,15 @@ export class CounterInstance {
     });
   }
 
-  async start(): Promise<this> {
+  /**
+   * Connects like main.ts. Then, unless told not to, waits out the recovery window
+   * that follows every Redis connection, so the test exercises the hot path.
+   */
+  async start(options: { hotPath?: boolean } = {}): Promise<this> {
     await this.redis.connect();
     await this.postgres.ensureSchema();
     this.counter.start();
+    if (options.hotPath ?? true) await new Promise((resolve) => setTimeout(resolve, RECOVERY_WINDOW_MS));
     return this;
   }
 
