@@ -360,11 +360,19 @@ describe("frontend container", () => {
     expect(css.headers.get("cache-control")).toBe("no-cache");
   });
 
-  it("answers 404 for unknown files, still with security headers", async () => {
-    const res = await fetch(`${url}/no-such-file.txt`);
+  it("answers 404 for unknown files in plain text, still with security headers", async () => {
+    const res = await fetch(`${url}/no-such-page.html`);
     expect(res.status).toBe(404);
+    expect(res.headers.get("content-type")).toBe("text/plain");
     expect(res.headers.get("content-security-policy")).toBe(CSP);
-    expect(await res.text()).not.toMatch(/nginx\/\d/);
+    expect(await res.text()).toBe("Not found\n");
+  });
+
+  it("answers a wrong method on a static file with a plain-text 405", async () => {
+    const res = await fetch(`${url}/`, { method: "POST" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("content-type")).toBe("text/plain");
+    expect(await res.text()).toBe("Method not allowed\n");
   });
 
   it("answers /healthz itself", async () => {
