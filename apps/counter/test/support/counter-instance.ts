@@ -62,14 +62,14 @@ export class CounterInstance {
   }
 
   /**
-   * Connects like main.ts. Then, unless told not to, waits out the recovery window
-   * that follows every Redis connection, so the test exercises the hot path.
+   * Connects like main.ts, then waits out the recovery window that follows every
+   * Redis connection, so the test starts on the hot path.
    */
-  async start(options: { hotPath?: boolean } = {}): Promise<this> {
+  async start(): Promise<this> {
     await this.redis.connect();
     await this.postgres.ensureSchema();
     this.counter.start();
-    if (options.hotPath ?? true) await new Promise((resolve) => setTimeout(resolve, RECOVERY_WINDOW_MS));
+    await new Promise((resolve) => setTimeout(resolve, RECOVERY_WINDOW_MS));
     return this;
   }
 
