@@ -47,6 +47,7 @@ export class VisitCounter {
   #highest = 0;
   #redisAnsweredAt = 0;
   #recoveringUntil = 0;
+  #reading: Promise<number> | undefined;
 
   constructor(options: VisitCounterOptions) {
     const { key, redis, postgres, logger, flushIntervalMs, recoveryWindowMs } = options;
@@ -106,7 +107,7 @@ export class VisitCounter {
         const cached = await this.#redis.get(this.#key);
         if (cached !== null) return this.#observe(cached, "redis");
         // Miss: load from PostgreSQL and populate Redis, unless a replica just did.
-        const durable = Math.max(await this.#postgres.read(), this.#highest);
+        const durable = Math.max(await this.#durableCount(), this.#highest);
         await this.#redis.setIfAbsent(this.#key, durable);
         return this.#observe(durable, "postgres");
       } catch (error) {
@@ -129,7 +130,7 @@ export class VisitCounter {
     if (count !== null) return count;
     // Cache miss (Redis emptied or restarted without data): reload from
     // PostgreSQL. If PostgreSQL is down too this throws: no safe number exists.
-    const durable = await this.#postgres.read();
+    const durable = await this.#durableCount();
     const seeded = await this.#redis.incrementFromFloor(
       this.#key,
       Math.max(durable, this.#highest),
@@ -180,6 +181,18 @@ export class VisitCounter {
     const count = await this.#postgres.increment(this.#highest);
     this.#writeBehind.notePersisted(count);
     return count;
+  }
+
+  /**
+   * PostgreSQL's count, read once for all the requests that need it at the same
+   * moment: after Redis is emptied every request misses at once, and one query
+   * serves them all instead of one connection each.
+   */
+  #durableCount(): Promise<number> {
+    this.#reading ??= this.#postgres.read().finally(() => {
+      this.#reading = undefined;
+    });
+    return this.#reading;
   }
 
   async #redisCountOrZero(): Promise<number> {
