@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { loadConfigOrExit } from "@app/config";
 import { createLogger, runServer } from "@app/server";
 import { createCounterApp } from "./app.ts";
@@ -39,14 +40,16 @@ const counter = new VisitCounter({
   recoveryWindowMs: config.REDIS_RECOVERY_WINDOW_MS,
 });
 
-// Neither store is awaited: the app starts and serves with whichever is up, and
-// the clients keep reconnecting in the background.
-redis
+// The app starts with whichever store is up, and the clients keep reconnecting in
+// the background. Redis gets a moment first: a replica that joins running peers
+// should count where they count, not in PostgreSQL because it was still connecting.
+const redisConnected = redis
   .connect()
   .catch((error: unknown) => logger.warn({ err: error }, "redis: first connect failed"));
 postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
+await Promise.race([redisConnected, delay(2_000)]);
 counter.start();
 
 const app = createCounterApp({

@@ -45,7 +45,9 @@ export class VisitCounter {
   readonly #settleMs: number;
   /** The highest number this instance has handed out or seen: nothing below it is ever handed out again. */
   #highest = 0;
-  #redisAnsweredAt = 0;
+  // Until Redis first answers, the instance's start counts as its last answer: a
+  // replica that starts while the others count in Redis must not assume Redis is down.
+  #redisAnsweredAt = Date.now();
   #recoveringUntil = 0;
   #reading: Promise<number> | undefined;
 
