@@ -14,12 +14,7 @@ let url: string;
 
 beforeAll(async () => {
   await stack.prepare();
-  try {
-    await stack.up();
-  } catch (error) {
-    console.error(await stack.logs());
-    throw error;
-  }
+  await stack.up();
   url = await stack.url("frontend", 8080);
 });
 afterAll(async () => {

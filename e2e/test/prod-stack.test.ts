@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { artifactPath, launchChromium } from "./support/browser.ts";
-import { ComposeProject, eventually } from "./support/compose.ts";
+import { ComposeProject, waitForBothBackendReplicas } from "./support/compose.ts";
 
 const run = promisify(execFile);
 
@@ -24,12 +24,7 @@ beforeAll(async () => {
   await writeFile(join(stack.directory, "secrets/postgres_password.txt"), `${password}\n`, {
     mode: 0o644,
   });
-  try {
-    await stack.up();
-  } catch (error) {
-    console.error(await stack.logs());
-    throw error;
-  }
+  await stack.up();
   url = await stack.url("frontend", 8080);
 });
 afterAll(async () => {
@@ -61,12 +56,7 @@ describe("production stack", () => {
   it("serves the page, the data API from both replicas, and the counter", async () => {
     expect(await (await fetch(`${url}/`)).text()).toContain("Fetch Data from Backend");
 
-    const hosts = new Set<string>();
-    await eventually(async () => {
-      const body = (await (await fetch(`${url}/api/data`)).json()) as { servedByHost: string };
-      hosts.add(body.servedByHost);
-      expect(hosts.size).toBe(2);
-    }, 20_000);
+    await waitForBothBackendReplicas(url);
 
     const first = await post("/api/visits");
     const second = await post("/api/visits");

@@ -5,7 +5,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, eventually } from "./support/compose.ts";
+import { ComposeProject, eventually, waitForBothBackendReplicas } from "./support/compose.ts";
 
 const run = promisify(execFile);
 
@@ -102,12 +102,7 @@ describe("production stack on Docker Swarm", () => {
     }, 30_000);
     expect(page).toContain("Fetch Data from Backend");
 
-    const hosts = new Set<string>();
-    await eventually(async () => {
-      const body = (await (await fetch(`${url}/api/data`)).json()) as { servedByHost: string };
-      hosts.add(body.servedByHost);
-      expect(hosts.size).toBe(2);
-    }, 20_000);
+    await waitForBothBackendReplicas(url);
   });
 
   it("counts exactly across both counter replicas", async () => {

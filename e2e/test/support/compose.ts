@@ -3,6 +3,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { expect } from "vitest";
 
 const run = promisify(execFile);
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
@@ -74,8 +75,13 @@ export class ComposeProject {
     }
   }
 
+  /** `up --build --wait`; on failure the error carries the services' last log lines. */
   async up(extra: string[] = []): Promise<void> {
-    await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra]);
+    try {
+      await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra]);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n--- last logs ---\n${await this.logs()}`);
+    }
   }
 
   /** The host address a service's container port is published on. */
@@ -116,4 +122,14 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000)
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/** Polls /api/data through Nginx until both backend replicas have answered. */
+export async function waitForBothBackendReplicas(url: string): Promise<void> {
+  const hosts = new Set<string>();
+  await eventually(async () => {
+    const body = (await (await fetch(`${url}/api/data`)).json()) as { servedByHost: string };
+    hosts.add(body.servedByHost);
+    expect(hosts.size).toBe(2);
+  }, 20_000);
 }
