@@ -6,6 +6,7 @@
 // Without a working Docker these tests fail rather than skip.
 import { execFile as execFileCallback } from "node:child_process";
 import type { IncomingHttpHeaders } from "node:http";
+import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,6 +64,31 @@ async function publishedPort(container: string, port: string): Promise<string> {
   const published = /:(\d+)\s*$/m.exec(stdout)?.[1];
   if (!published) throw new Error(`no published port for ${container}: ${stdout}`);
   return published;
+}
+
+/**
+ * Sends bytes as they are (fetch would refuse or repair a malformed request) and
+ * returns the status code, the headers (lower-case names) and the body of the answer.
+ */
+async function rawRequest(url: string, request: string) {
+  const { hostname, port } = new URL(url);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.end(request));
+    const chunks: Buffer[] = [];
+    socket.setTimeout(10_000, () => socket.destroy(new Error("no answer within 10 s")));
+    socket.on("data", (chunk) => chunks.push(chunk));
+    socket.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+    socket.on("error", reject);
+  });
+  const [head = "", body = ""] = answer.split("\r\n\r\n", 2);
+  const [statusLine = "", ...lines] = head.split("\r\n");
+  const headers = Object.fromEntries(
+    lines.map((line) => {
+      const colon = line.indexOf(":");
+      return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
+    }),
+  );
+  return { status: Number(statusLine.split(" ")[1]), headers, body };
 }
 
 // ---------------------------------------------------------------------------------
@@ -253,7 +279,7 @@ function expectJson502(answer: Awaited<ReturnType<typeof timedFetch>>): void {
   expect(res.headers.get("content-security-policy")).toBe(CSP);
   expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
   expect(JSON.parse(body)).toEqual({ error: expect.any(String) });
-  // Quick, not after proxy_connect_timeout (2 s).
+  // Quick: answered at once, not after waiting for a connection.
   expect(ms).toBeLessThan(1_500);
 }
 
@@ -373,6 +399,43 @@ describe("frontend container", () => {
     expect(res.status).toBe(405);
     expect(res.headers.get("content-type")).toBe("text/plain");
     expect(await res.text()).toBe("Method not allowed\n");
+  });
+
+  it("answers requests it cannot serve with a short plain-text 4xx, never its HTML pages", async () => {
+    const hostile: Array<[string, string, number, string]> = [
+      ["malformed request line", "NONSENSE\r\n\r\n", 400, "Bad request\n"],
+      [
+        "path above the root",
+        "GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "Bad request\n",
+      ],
+      ["TRACE", "TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method not allowed\n"],
+      [
+        // 20 KB of headers: more than nginx takes (12 KB) and more than Node's 16 KB,
+        // which would otherwise answer with an empty 431.
+        "header flood",
+        "GET /api/data HTTP/1.1\r\nHost: x\r\n" +
+          Array.from({ length: 500 }, (_, i) => `X-Flood-${i}: ${"a".repeat(30)}\r\n`).join("") +
+          "\r\n",
+        400,
+        "Bad request\n",
+      ],
+      [
+        "an error page asked for directly",
+        "GET /.errors/400 HTTP/1.1\r\nHost: x\r\n\r\n",
+        404,
+        "Not found\n",
+      ],
+    ];
+    for (const [what, request, status, body] of hostile) {
+      const answer = await rawRequest(url, request);
+      expect({ what, status: answer.status, body: answer.body }).toEqual({ what, status, body });
+      expect(answer.headers["content-type"], what).toBe("text/plain");
+      expect(answer.headers["content-security-policy"], what).toBe(CSP);
+    }
+    // The header flood never reached the backend.
+    expect((await backend.received()).some((r) => "x-flood-0" in r.headers)).toBe(false);
   });
 
   it("answers /healthz itself", async () => {
@@ -552,7 +615,7 @@ describe("frontend container while the backend is stopped, recreated and scaled"
   it("answers a quick JSON 502 once the backend is stopped", async () => {
     await docker("stop", first.container);
     // nginx may still hold the old address for up to valid=2s; a request in that window
-    // tries it and can wait for proxy_connect_timeout (2 s). After it, the stopped
+    // tries it and can wait for proxy_connect_timeout (500 ms). After it, the stopped
     // container's name no longer resolves, which nginx answers at once with a 502.
     await sleep(3_000);
     expectJson502(await timedFetch(`${url}/api/data`));
