@@ -104,16 +104,17 @@ export class PostgresStore {
   }
 
   /**
-   * Counts one visit in PostgreSQL (the Redis-down path). `floor` is the highest
-   * number this instance has handed out, so pending write-behind is included.
+   * Counts `visits` visits in PostgreSQL (the Redis-down path) in one statement and
+   * returns the new count. `floor` is the highest number this instance has handed
+   * out, so pending write-behind is included.
    */
-  async increment(floor: number): Promise<number> {
+  async increment(floor: number, visits = 1): Promise<number> {
     await this.ensureSchema();
     const { rows } = await this.pool.query<{ count: string }>(
-      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + 1)
-       ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + 1
+      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + $3::bigint)
+       ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + $3::bigint
        RETURNING count`,
-      [this.#id, floor],
+      [this.#id, floor, visits],
     );
     return Number(rows[0]?.count);
   }

@@ -1,5 +1,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@app/server";
+import { CoalescedIncrements } from "./coalesced-increments.ts";
 import type { PostgresStore } from "./postgres-store.ts";
 import type { RedisStore } from "./redis-store.ts";
 import { WriteBehind } from "./write-behind.ts";
@@ -32,7 +33,8 @@ export interface VisitCounterOptions {
  * store and fallback:
  * - Redis up: one atomic script (INCR, seeding a missing key from PostgreSQL),
  *   written behind to PostgreSQL once per interval.
- * - Redis down: `count = GREATEST(count, highest number handed out) + 1` in PostgreSQL.
+ * - Redis down: `count = GREATEST(count, highest number handed out) + n` in PostgreSQL,
+ *   one statement for the n visits that arrived while the previous one ran.
  * - Redis back: its key is raised to at least PostgreSQL's count before use.
  * - PostgreSQL down: Redis alone; the write-behind catches up when it returns.
  */
@@ -42,6 +44,7 @@ export class VisitCounter {
   readonly #postgres: PostgresStore;
   readonly #logger: Logger;
   readonly #writeBehind: WriteBehind;
+  readonly #postgresIncrements: CoalescedIncrements;
   readonly #settleMs: number;
   /** The highest number this instance has handed out or seen: nothing below it is ever handed out again. */
   #highest = 0;
@@ -70,6 +73,12 @@ export class VisitCounter {
       persist: (count) => postgres.persistAtLeast(count),
       intervalMs: flushIntervalMs,
       logger,
+    });
+    // Redis down: concurrent visits share one statement (see CoalescedIncrements).
+    this.#postgresIncrements = new CoalescedIncrements(async (visits) => {
+      const count = await postgres.increment(this.#highest, visits);
+      this.#writeBehind.notePersisted(count);
+      return count;
     });
   }
 
@@ -180,9 +189,7 @@ export class VisitCounter {
     const settleUntil = this.#redisAnsweredAt + this.#settleMs;
     const wait = settleUntil - Date.now();
     if (wait > 0) await delay(wait);
-    const count = await this.#postgres.increment(this.#highest);
-    this.#writeBehind.notePersisted(count);
-    return count;
+    return this.#postgresIncrements.next();
   }
 
   /**

@@ -113,6 +113,35 @@ describe("createApp", () => {
     expect(shown.body.stack).toContain("create-app.test.ts");
   });
 
+  it("logs one short line per request: id, method, URL, status, duration; no headers", async () => {
+    const lines: string[] = [];
+    const app = createApp({
+      logger: pino({ level: "info" }, { write: (line: string) => lines.push(line) }),
+      routes(app) {
+        app.get("/thing", (_req, res) => {
+          res.json({ ok: true });
+        });
+      },
+    });
+    await request(app)
+      .get("/thing?x=1")
+      .set("X-Request-Id", "abc-123")
+      .set("Authorization", "Bearer secret");
+    await request(app).get("/healthz");
+
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0] ?? "{}");
+    expect(entry).toMatchObject({
+      msg: "request completed",
+      req: { id: "abc-123", method: "GET", url: "/thing?x=1" },
+      res: { statusCode: 200 },
+      responseTime: expect.any(Number),
+    });
+    expect(Object.keys(entry.req)).toEqual(["id", "method", "url"]);
+    expect(Object.keys(entry.res)).toEqual(["statusCode"]);
+    expect(lines[0]).not.toContain("secret");
+  });
+
   it("keeps a sane X-Request-Id and replaces a bad one", async () => {
     const kept = await request(testApp()).get("/healthz").set("X-Request-Id", "abc-123");
     expect(kept.headers["x-request-id"]).toBe("abc-123");
