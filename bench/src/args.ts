@@ -35,3 +35,13 @@ export function positive(name: string, value: unknown, usage: string): number {
   }
   return number;
 }
+
+/** A whole number ≥ 0 from a flag, or exit with the usage. */
+export function wholeNumber(name: string, value: unknown, usage: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) {
+    console.error(`--${name} must be a whole number ≥ 0, got ${String(value)}\n\n${usage}`);
+    process.exit(2);
+  }
+  return number;
+}

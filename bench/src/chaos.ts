@@ -3,7 +3,8 @@
 // in turn; then the acknowledged visits are compared with PostgreSQL's count, bad
 // input is sent through Nginx, and every container is checked for crashes. Exits
 // non-zero on any violation. Everything it starts is removed at the end.
-import { flags, positive } from "./args.ts";
+import { randomUUID } from "node:crypto";
+import { flags, positive, wholeNumber } from "./args.ts";
 import { sendBadInput } from "./bad-input.ts";
 import { runMain } from "./cleanup.ts";
 import { log } from "./log.ts";
@@ -15,10 +16,13 @@ import { int, ms, renderMarkdown, renderText, type Table } from "./table.ts";
 
 const USAGE = `Usage: pnpm chaos [-- options]
 
-  --rate N            requests per second of the POST /api/visits stream (default: 100)
-  --in-flight N       concurrent requests at most (default: 4)
+  --rate N            visits per second of the POST /api/visits stream (default: 100)
+  --in-flight N       concurrent visits at most (default: 4)
   --phase S           seconds per phase (default: 7)
-  --timeout-ms N      per-request timeout (default: 5000)
+  --timeout-ms N      time for one visit, retries included (default: 5000)
+  --retries N         retries of a visit after a refused/reset connection or a
+                      502/503/504, with the same Idempotency-Key, after 0.1, 0.2,
+                      0.4 … s (default: 5; 0: none)
   --ref REF           measure a commit (git archive REF) instead of the working tree
   --write-report      also write the tables into docs/PERFORMANCE.md
   -h, --help          this text
@@ -39,6 +43,10 @@ interface Sample {
   error?: string;
   count?: number;
   source?: string;
+  /** HTTP attempts this visit took (retries carry the same Idempotency-Key). */
+  attempts: number;
+  /** The answer was a replay: an earlier attempt had been counted. */
+  replayed?: boolean;
 }
 
 interface Phase {
@@ -48,35 +56,57 @@ interface Phase {
   action: () => Promise<string>;
 }
 
-async function postVisit(url: string, timeoutMs: number): Promise<Omit<Sample, "phase" | "at">> {
-  const started = performance.now();
+/** One HTTP attempt of a visit; status 0 for a client-side error (reset, refused, timeout). */
+async function attemptVisit(
+  url: string,
+  key: string,
+  timeoutMs: number,
+): Promise<Omit<Sample, "phase" | "at" | "latencyMs" | "attempts">> {
   try {
     const response = await fetch(`${url}/api/visits`, {
       method: "POST",
+      headers: { "Idempotency-Key": key },
       signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await response.text();
-    const latencyMs = performance.now() - started;
     const requestId = response.headers.get("x-request-id") ?? undefined;
-    if (!response.ok) return { latencyMs, status: response.status, requestId };
+    if (!response.ok) return { status: response.status, requestId };
     const count = (JSON.parse(text) as { count?: unknown }).count;
-    if (typeof count !== "number")
-      return { latencyMs, status: response.status, requestId, error: "no count" };
+    if (typeof count !== "number") return { status: response.status, requestId, error: "no count" };
     return {
-      latencyMs,
       status: response.status,
       requestId,
       count,
       source: response.headers.get("x-counter-source") ?? "?",
+      replayed: response.headers.get("idempotent-replayed") === "true",
     };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code;
     const name = error instanceof Error ? error.name : "Error";
-    return {
-      latencyMs: performance.now() - started,
-      status: 0,
-      error: name === "TimeoutError" ? "timeout" : (cause ?? name),
-    };
+    return { status: 0, error: name === "TimeoutError" ? "timeout" : (cause ?? name) };
+  }
+}
+
+// Worth another attempt: no answer at all (refused, reset) or the proxy's "no
+// upstream" answers. A retry carries the same Idempotency-Key, so a visit that was
+// counted before its answer got lost is answered with its number, not counted twice.
+const retryable = (attempt: { status: number; error?: string }) =>
+  (attempt.status === 0 && attempt.error !== "timeout") || [502, 503, 504].includes(attempt.status);
+
+/** One visit as a careful client makes it: a fresh key, retried within `timeoutMs` in all. */
+async function postVisit(
+  url: () => string,
+  timeoutMs: number,
+  retries: number,
+): Promise<Omit<Sample, "phase" | "at">> {
+  const started = performance.now();
+  const key = randomUUID();
+  for (let attempts = 1; ; attempts++) {
+    const left = timeoutMs - (performance.now() - started);
+    const attempt = await attemptVisit(url(), key, Math.max(1, left));
+    const done = attempt.count !== undefined || !retryable(attempt) || attempts > retries;
+    if (done || left < 200) return { ...attempt, attempts, latencyMs: performance.now() - started };
+    await sleep(100 * 2 ** (attempts - 1)); // 0.1, 0.2, 0.4 … s
   }
 }
 
@@ -87,6 +117,7 @@ function startStream(options: {
   rate: number;
   inFlight: number;
   timeoutMs: number;
+  retries: number;
   maxRequests: number;
   phase: () => number;
 }) {
@@ -104,7 +135,11 @@ function startStream(options: {
       if (stopped) return;
       const phase = options.phase();
       const at = (performance.now() - t0) / 1000;
-      samples.push({ phase, at, ...(await postVisit(options.url(), options.timeoutMs)) });
+      samples.push({
+        phase,
+        at,
+        ...(await postVisit(options.url, options.timeoutMs, options.retries)),
+      });
     }
   };
   const workers = Array.from({ length: options.inFlight }, worker);
@@ -214,6 +249,7 @@ await runMain(async () => {
     "in-flight": { type: "string", default: "4" },
     phase: { type: "string", default: "7" },
     "timeout-ms": { type: "string", default: "5000" },
+    retries: { type: "string", default: "5" },
     ref: { type: "string" },
     "write-report": { type: "boolean", default: false },
   });
@@ -222,6 +258,7 @@ await runMain(async () => {
   const inFlight = Math.round(positive("in-flight", values["in-flight"], USAGE));
   const phaseMs = positive("phase", values.phase, USAGE) * 1000;
   const timeoutMs = positive("timeout-ms", values["timeout-ms"], USAGE);
+  const retries = wholeNumber("retries", values.retries, USAGE);
 
   const machine = await describeMachine("chaos-", ref);
   const name = runName("chaos");
@@ -256,6 +293,7 @@ await runMain(async () => {
     rate,
     inFlight,
     timeoutMs,
+    retries,
     maxRequests,
     phase: () => current,
   });
@@ -271,7 +309,7 @@ await runMain(async () => {
     durations.push(performance.now() - t);
   }
   const samples = await stream.stop();
-  log(`stream stopped: ${samples.length} requests`);
+  log(`stream stopped: ${samples.length} visits`);
 
   // Write-behind: PostgreSQL catches up within a few flush intervals (backoff after an outage).
   let finalPg = await postgresCount(stack);
@@ -313,17 +351,19 @@ await runMain(async () => {
     columns: [
       "Phase",
       "s",
-      "requests",
+      "visits",
       "acknowledged",
       "failed",
       "failures",
+      "retried",
+      "replayed",
       "max latency",
       "p99",
       "via PostgreSQL",
       "phantoms",
       "action",
     ],
-    align: ["l", "r", "r", "r", "r", "l", "r", "r", "r", "r", "l"],
+    align: ["l", "r", "r", "r", "r", "l", "r", "r", "r", "r", "r", "r", "l"],
     rows: plan.map((phase, index) => {
       const mine = samples.filter((s) => s.phase === index);
       const ok = mine.filter((s) => s.count !== undefined);
@@ -341,6 +381,8 @@ await runMain(async () => {
         int(ok.length),
         int(failed.length),
         [...reasons].map(([r, n]) => `${r}×${n}`).join(", ") || "—",
+        int(mine.filter((s) => s.attempts > 1).length),
+        int(ok.filter((s) => s.replayed).length),
         ms(Math.max(0, ...latencies)),
         ms(percentile(latencies, 99)),
         int(ok.filter((s) => s.source === "postgres").length),
@@ -357,6 +399,8 @@ await runMain(async () => {
     int(acked.length),
     int(totalFailed),
     "",
+    int(samples.filter((s) => s.attempts > 1).length),
+    int(acked.filter((s) => s.replayed).length),
     ms(Math.max(0, ...samples.map((s) => s.latencyMs))),
     ms(
       percentile(
@@ -475,8 +519,8 @@ await runMain(async () => {
   ];
   const heading = [
     ...machineLines(machine),
-    `Command: pnpm chaos -- ${ref ? `--ref ${ref} ` : ""}--rate ${rate} --in-flight ${inFlight} --phase ${phaseMs / 1000} --timeout-ms ${timeoutMs}`,
-    `Stream: POST /api/visits through Nginx on 127.0.0.1, ${rate} req/s, at most ${inFlight} in flight, ${ms(timeoutMs)} timeout per request; production stack (2 counter and 2 backend replicas).`,
+    `Command: pnpm chaos -- ${ref ? `--ref ${ref} ` : ""}--rate ${rate} --in-flight ${inFlight} --phase ${phaseMs / 1000} --timeout-ms ${timeoutMs} --retries ${retries}`,
+    `Stream: POST /api/visits through Nginx on 127.0.0.1, ${rate} req/s, at most ${inFlight} in flight, ${ms(timeoutMs)} per visit; each visit carries its own Idempotency-Key and is retried (at most ${retries} times, same key) after a refused or reset connection or a 502/503/504; production stack (2 counter and 2 backend replicas).`,
   ];
   const duplicateText = duplicateLines.length
     ? ["Duplicates acknowledged:", ...duplicateLines.map((l) => `- ${l}`), ""]

@@ -24,9 +24,13 @@ export function createCounterApp(options: CounterAppOptions): Express {
     routes(app) {
       app
         .route("/visits")
-        .post(async (_req, res) => {
-          const visit = await countOr503(() => counter.increment());
-          res.set("X-Counter-Source", visit.source).json({ count: visit.count });
+        .post(async (req, res) => {
+          const key = idempotencyKey(req.get("Idempotency-Key"));
+          const visit = await countOr503(() => counter.increment(key));
+          res.set("X-Counter-Source", visit.source);
+          // The answer to a retry is the first attempt's, and says so.
+          if (visit.replayed) res.set("Idempotent-Replayed", "true");
+          res.json({ count: visit.count });
         })
         .get(async (_req, res) => {
           const visit = await countOr503(() => counter.current());
@@ -44,6 +48,18 @@ export function createCounterApp(options: CounterAppOptions): Express {
         .all(methodNotAllowed(["GET", "HEAD"]));
     },
   });
+}
+
+// A client that may retry a visit (after a timeout or a 502) sends a fresh random
+// key per visit (a UUID) and the same key with each retry of it.
+const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
+
+function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY.test(header)) {
+    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'");
+  }
+  return header;
 }
 
 async function countOr503(count: () => Promise<Visit>): Promise<Visit> {

@@ -39,6 +39,12 @@ export const counterConfigSchema = z.object({
    * PostgreSQL query, hence at least 1 s.
    */
   REDIS_RECOVERY_WINDOW_MS: z.coerce.number().int().min(1_000).default(3_000),
+  /**
+   * How long a POST /visits retried with the same Idempotency-Key gets the number of
+   * the first attempt instead of a new one. Clients retry within seconds; every key
+   * is kept this long (in Redis, or PostgreSQL while Redis is down).
+   */
+  IDEMPOTENCY_KEY_TTL_SECONDS: z.coerce.number().int().min(1).default(600),
 });
 
 export type CounterConfig = z.infer<typeof counterConfigSchema>;

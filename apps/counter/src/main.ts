@@ -38,6 +38,7 @@ const counter = new VisitCounter({
   logger,
   flushIntervalMs: config.FLUSH_INTERVAL_MS,
   recoveryWindowMs: config.REDIS_RECOVERY_WINDOW_MS,
+  requestTtlSeconds: config.IDEMPOTENCY_KEY_TTL_SECONDS,
 });
 
 // The app starts with whichever store is up, and the clients keep reconnecting in

@@ -1,5 +1,6 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
+import type { Increment, RequestKey } from "./redis-store.ts";
 
 export interface PostgresOptions {
   host: string;
@@ -12,11 +13,28 @@ export interface PostgresOptions {
 
 // The single source of truth for the schema, applied at every start: it is
 // idempotent, so it also works on a volume created by an older version.
-const MIGRATION = `
-  CREATE TABLE IF NOT EXISTS visit_counts (
-    id    text   PRIMARY KEY,
-    count bigint NOT NULL CHECK (count >= 0)
-  )`;
+const MIGRATION = [
+  `CREATE TABLE IF NOT EXISTS visit_counts (
+     id    text   PRIMARY KEY,
+     count bigint NOT NULL CHECK (count >= 0)
+   )`,
+  // The numbers given to requests that carried an Idempotency-Key while Redis was
+  // down, so a retry gets its number back. Rows expire like the keys in Redis.
+  `CREATE TABLE IF NOT EXISTS visit_requests (
+     counter_id text        NOT NULL,
+     key        text        NOT NULL,
+     count      bigint      NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (counter_id, key)
+   )`,
+];
+// Adds $3 visits above the greater of the stored count and $2 (the highest number
+// the replica has handed out, so counts still pending in its write-behind are kept).
+const INCREMENT = `
+  INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + $3::bigint)
+  ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + $3::bigint
+  RETURNING count`;
+
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
 const MIGRATION_LOCK_KEY = 727_001;
 
@@ -60,7 +78,7 @@ export class PostgresStore {
   async #migrate(): Promise<void> {
     await this.#transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
-      await client.query(MIGRATION);
+      for (const statement of MIGRATION) await client.query(statement);
       await client.query(
         "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
         [this.#id],
@@ -110,13 +128,43 @@ export class PostgresStore {
    */
   async increment(floor: number, visits = 1): Promise<number> {
     await this.ensureSchema();
-    const { rows } = await this.pool.query<{ count: string }>(
-      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + $3::bigint)
-       ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + $3::bigint
-       RETURNING count`,
-      [this.#id, floor, visits],
-    );
+    const { rows } = await this.pool.query<{ count: string }>(INCREMENT, [this.#id, floor, visits]);
     return Number(rows[0]?.count);
+  }
+
+  /**
+   * Counts one visit that carries a request key, once: a retry of the same request
+   * (same key, within its lifetime) gets the number the first attempt got. The key's
+   * row is inserted first; a concurrent retry waits on it and then reads the number.
+   */
+  async incrementOnce(floor: number, request: RequestKey): Promise<Increment> {
+    await this.ensureSchema();
+    return this.#transaction(async (client) => {
+      await client.query(
+        `DELETE FROM visit_requests
+         WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)`,
+        [this.#id, request.ttlSeconds],
+      );
+      const claimed = await client.query(
+        `INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, $2, 0)
+         ON CONFLICT (counter_id, key) DO NOTHING`,
+        [this.#id, request.key],
+      );
+      if (claimed.rowCount === 0) {
+        const { rows } = await client.query<{ count: string }>(
+          "SELECT count FROM visit_requests WHERE counter_id = $1 AND key = $2",
+          [this.#id, request.key],
+        );
+        return { count: Number(rows[0]?.count), replayed: true };
+      }
+      const { rows } = await client.query<{ count: string }>(INCREMENT, [this.#id, floor, 1]);
+      const count = Number(rows[0]?.count);
+      await client.query(
+        "UPDATE visit_requests SET count = $3 WHERE counter_id = $1 AND key = $2",
+        [this.#id, request.key, count],
+      );
+      return { count, replayed: false };
+    });
   }
 
   /** Write-behind: raise the stored count to `count`; never lowers it, so retries and replays are harmless. */
@@ -134,19 +182,21 @@ export class PostgresStore {
    * result. Every PostgreSQL-path increment takes the same lock, so the two
    * paths are serialized while they may overlap.
    */
-  async lockedIncrement(increment: (durableCount: number) => Promise<number>): Promise<number> {
+  async lockedIncrement<T extends { count: number }>(
+    increment: (durableCount: number) => Promise<T>,
+  ): Promise<T> {
     await this.ensureSchema();
     return this.#transaction(async (client) => {
       const { rows } = await client.query<{ count: string }>(
         "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
         [this.#id],
       );
-      const count = await increment(Number(rows[0]?.count ?? 0));
+      const counted = await increment(Number(rows[0]?.count ?? 0));
       await client.query("UPDATE visit_counts SET count = GREATEST(count, $2) WHERE id = $1", [
         this.#id,
-        count,
+        counted.count,
       ]);
-      return count;
+      return counted;
     });
   }
 

@@ -14,10 +14,17 @@ export interface RedisOptions {
  * an older snapshot, or counts were taken in PostgreSQL meanwhile) is raised
  * first. Redis runs scripts one at a time, so replicas seeding together never
  * seed twice and numbers never repeat.
+ *
+ * With a request key (the client's Idempotency-Key) the number is remembered
+ * under it for a while, and a retry of the same request gets the same number
+ * back instead of a new one. Answers {count, 1 if replayed else 0}, or nil.
  */
 const INCREMENT_FROM_FLOOR = defineScript({
-  NUMBER_OF_KEYS: 1,
   SCRIPT: `
+    if KEYS[2] then
+      local replayed = redis.call('GET', KEYS[2])
+      if replayed then return {tonumber(replayed), 1} end
+    end
     local current = redis.call('GET', KEYS[1])
     local floor = tonumber(ARGV[1])
     if not current then
@@ -26,13 +33,31 @@ const INCREMENT_FROM_FLOOR = defineScript({
     elseif tonumber(current) < floor then
       redis.call('SET', KEYS[1], floor)
     end
-    return redis.call('INCR', KEYS[1])`,
-  parseCommand(parser, key: string, floor: number, seed: boolean) {
+    local count = redis.call('INCR', KEYS[1])
+    if KEYS[2] then redis.call('SET', KEYS[2], count, 'EX', ARGV[3]) end
+    return {count, 0}`,
+  // The number of keys varies (1 or 2), so it is sent as the first argument here
+  // rather than declared as NUMBER_OF_KEYS.
+  parseCommand(parser, key: string, floor: number, seed: boolean, request?: RequestKey) {
+    parser.push(request ? "2" : "1");
     parser.pushKey(key);
-    parser.push(String(floor), seed ? "seed" : "no-seed");
+    if (request) parser.pushKey(request.key);
+    parser.push(String(floor), seed ? "seed" : "no-seed", String(request?.ttlSeconds ?? 0));
   },
-  transformReply: undefined as unknown as () => number | null,
+  transformReply: undefined as unknown as () => [number, 0 | 1] | null,
 });
+
+/** Where a request's number is remembered in Redis, and for how long. */
+export interface RequestKey {
+  key: string;
+  ttlSeconds: number;
+}
+
+/** The number a visit got, and whether it is a retry's earlier answer. */
+export interface Increment {
+  count: number;
+  replayed: boolean;
+}
 
 const scripts = { incrementFromFloor: INCREMENT_FROM_FLOOR };
 
@@ -98,8 +123,17 @@ export class RedisStore {
     await this.#client.connect();
   }
 
-  incrementFromFloor(key: string, floor: number, seed: boolean): Promise<number | null> {
-    return this.#call(() => this.#client.incrementFromFloor(key, floor, seed));
+  /** The script above; null on a cache miss without `seed`. */
+  async incrementFromFloor(
+    key: string,
+    floor: number,
+    seed: boolean,
+    request?: RequestKey,
+  ): Promise<Increment | null> {
+    const reply = await this.#call(() =>
+      this.#client.incrementFromFloor(key, floor, seed, request),
+    );
+    return reply === null ? null : { count: Number(reply[0]), replayed: reply[1] === 1 };
   }
 
   async get(key: string): Promise<number | null> {

@@ -2,13 +2,15 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@app/server";
 import { CoalescedIncrements } from "./coalesced-increments.ts";
 import type { PostgresStore } from "./postgres-store.ts";
-import type { RedisStore } from "./redis-store.ts";
+import type { Increment, RedisStore, RequestKey } from "./redis-store.ts";
 import { WriteBehind } from "./write-behind.ts";
 
 export interface Visit {
   count: number;
   /** Which store produced the number: the hot path, or the fallback. */
   source: "redis" | "postgres";
+  /** A retry of a request already counted: its earlier number, not a new one. */
+  replayed: boolean;
 }
 
 /** Neither store could count the visit; the API answers 503. */
@@ -26,6 +28,8 @@ export interface VisitCounterOptions {
   logger: Logger;
   flushIntervalMs: number;
   recoveryWindowMs: number;
+  /** How long a retry with the same Idempotency-Key gets the same number. */
+  requestTtlSeconds: number;
 }
 
 /**
@@ -46,6 +50,7 @@ export class VisitCounter {
   readonly #writeBehind: WriteBehind;
   readonly #postgresIncrements: CoalescedIncrements;
   readonly #settleMs: number;
+  readonly #requestTtlSeconds: number;
   /** The highest number this instance has handed out or seen: nothing below it is ever handed out again. */
   #highest = 0;
   // Until Redis first answers, the instance's start counts as its last answer: a
@@ -57,6 +62,7 @@ export class VisitCounter {
   constructor(options: VisitCounterOptions) {
     const { key, redis, postgres, logger, flushIntervalMs, recoveryWindowMs } = options;
     this.#key = key;
+    this.#requestTtlSeconds = options.requestTtlSeconds;
     this.#redis = redis;
     this.#postgres = postgres;
     this.#logger = logger;
@@ -96,16 +102,21 @@ export class VisitCounter {
     return this.#writeBehind.flush();
   }
 
-  async increment(): Promise<Visit> {
+  /**
+   * Counts a visit. With an `idempotencyKey` (the client's Idempotency-Key header) a
+   * retry of the same request, within `requestTtlSeconds`, gets the first attempt's
+   * number back (`replayed`) instead of being counted again.
+   */
+  async increment(idempotencyKey?: string): Promise<Visit> {
     if (this.#redis.isReady) {
       try {
-        return this.#observe(await this.#incrementInRedis(), "redis");
+        return this.#observe(await this.#incrementInRedis(idempotencyKey), "redis");
       } catch (error) {
         this.#logger.debug({ err: error }, "redis path failed, counting in PostgreSQL");
       }
     }
     try {
-      return this.#observe(await this.#incrementInPostgres(), "postgres");
+      return this.#observe(await this.#incrementInPostgres(idempotencyKey), "postgres");
     } catch (error) {
       throw new StoresUnavailableError(error);
     }
@@ -116,29 +127,35 @@ export class VisitCounter {
     if (this.#redis.isReady) {
       try {
         const cached = await this.#redis.get(this.#key);
-        if (cached !== null) return this.#observe(cached, "redis");
+        if (cached !== null) return this.#observe({ count: cached, replayed: false }, "redis");
         // Miss: load from PostgreSQL and populate Redis, unless a replica just did.
         const durable = Math.max(await this.#durableCount(), this.#highest);
         await this.#redis.setIfAbsent(this.#key, durable);
-        return this.#observe(durable, "postgres");
+        return this.#observe({ count: durable, replayed: false }, "postgres");
       } catch (error) {
         this.#logger.debug({ err: error }, "redis read failed, reading PostgreSQL");
       }
     }
     try {
-      return this.#observe(Math.max(await this.#postgres.read(), this.#highest), "postgres");
+      const count = Math.max(await this.#postgres.read(), this.#highest);
+      return this.#observe({ count, replayed: false }, "postgres");
     } catch (error) {
       throw new StoresUnavailableError(error);
     }
   }
 
-  async #incrementInRedis(): Promise<number> {
+  async #incrementInRedis(idempotencyKey: string | undefined): Promise<Increment> {
+    // In Redis the request's key sits beside the counter's, under its name.
+    const request =
+      idempotencyKey === undefined
+        ? undefined
+        : { key: `${this.#key}:request:${idempotencyKey}`, ttlSeconds: this.#requestTtlSeconds };
     if (Date.now() < this.#recoveringUntil) {
-      const count = await this.#incrementUnderRowLock();
-      if (count !== undefined) return count;
+      const counted = await this.#incrementUnderRowLock(request);
+      if (counted !== undefined) return counted;
     }
-    const count = await this.#redis.incrementFromFloor(this.#key, this.#highest, false);
-    if (count !== null) return count;
+    const counted = await this.#redis.incrementFromFloor(this.#key, this.#highest, false, request);
+    if (counted !== null) return counted;
     // Cache miss (Redis emptied or restarted without data): reload from
     // PostgreSQL. If PostgreSQL is down too this throws: no safe number exists.
     const durable = await this.#durableCount();
@@ -146,6 +163,7 @@ export class VisitCounter {
       this.#key,
       Math.max(durable, this.#highest),
       true,
+      request,
     );
     if (seeded === null) throw new Error("redis: seeding script returned nil");
     return seeded;
@@ -158,20 +176,21 @@ export class VisitCounter {
    * twice. Returns undefined when PostgreSQL is unavailable: then nobody can be
    * counting there, and Redis alone is safe.
    */
-  async #incrementUnderRowLock(): Promise<number | undefined> {
-    let issued: number | undefined;
+  async #incrementUnderRowLock(request: RequestKey | undefined): Promise<Increment | undefined> {
+    let issued: Increment | undefined;
     let redisFailed = false;
     try {
       return await this.#postgres.lockedIncrement(async (durable) => {
         try {
-          const count = await this.#redis.incrementFromFloor(
+          const counted = await this.#redis.incrementFromFloor(
             this.#key,
             Math.max(durable, this.#highest),
             true,
+            request,
           );
-          if (count === null) throw new Error("redis: seeding script returned nil");
-          issued = count;
-          return count;
+          if (counted === null) throw new Error("redis: seeding script returned nil");
+          issued = counted;
+          return counted;
         } catch (error) {
           redisFailed = true;
           throw error;
@@ -185,11 +204,21 @@ export class VisitCounter {
     }
   }
 
-  async #incrementInPostgres(): Promise<number> {
+  async #incrementInPostgres(idempotencyKey: string | undefined): Promise<Increment> {
     const settleUntil = this.#redisAnsweredAt + this.#settleMs;
     const wait = settleUntil - Date.now();
     if (wait > 0) await delay(wait);
-    return this.#postgresIncrements.next();
+    if (idempotencyKey === undefined) {
+      return { count: await this.#postgresIncrements.next(), replayed: false };
+    }
+    // A keyed visit has its own transaction (the key is stored with the count), so
+    // it is not coalesced with others.
+    const counted = await this.#postgres.incrementOnce(this.#highest, {
+      key: idempotencyKey,
+      ttlSeconds: this.#requestTtlSeconds,
+    });
+    this.#writeBehind.notePersisted(counted.count);
+    return counted;
   }
 
   /**
@@ -213,9 +242,9 @@ export class VisitCounter {
     }
   }
 
-  #observe(count: number, source: Visit["source"]): Visit {
+  #observe({ count, replayed }: Increment, source: Visit["source"]): Visit {
     this.#highest = Math.max(this.#highest, count);
     if (source === "redis") this.#redisAnsweredAt = Date.now();
-    return { count, source };
+    return { count, source, replayed };
   }
 }

@@ -5,7 +5,10 @@ import { createCounterApp } from "../src/app.ts";
 import { StoresUnavailableError, type Visit } from "../src/visit-counter.ts";
 
 // The HTTP layer alone, over a stand-in counter: routes, status codes, bodies.
-function appWith(counter: { increment: () => Promise<Visit>; current: () => Promise<Visit> }) {
+function appWith(counter: {
+  increment: (idempotencyKey?: string) => Promise<Visit>;
+  current: () => Promise<Visit>;
+}) {
   return createCounterApp({
     counter,
     logger: createLogger({ name: "test", level: "silent" }),
@@ -14,9 +17,16 @@ function appWith(counter: { increment: () => Promise<Visit>; current: () => Prom
 }
 
 let count = 41;
+// Like the real counter: a key seen before gets its earlier number back.
+const numbersByKey = new Map<string, number>();
 const working = appWith({
-  increment: async () => ({ count: ++count, source: "redis" }),
-  current: async () => ({ count, source: "postgres" }),
+  async increment(key) {
+    const earlier = key === undefined ? undefined : numbersByKey.get(key);
+    if (earlier !== undefined) return { count: earlier, source: "redis", replayed: true };
+    if (key !== undefined) numbersByKey.set(key, count + 1);
+    return { count: ++count, source: "redis", replayed: false };
+  },
+  current: async () => ({ count, source: "postgres", replayed: false }),
 });
 const unavailable = async (): Promise<Visit> => {
   throw new StoresUnavailableError(new Error("connection refused"));
@@ -72,5 +82,24 @@ describe("counter HTTP API", () => {
       .send("{oops");
     expect(res.status).toBe(400);
     expect(res.body.error).toEqual(expect.any(String));
+  });
+
+  it("POST /visits with an Idempotency-Key: a retry gets the same number, marked as replayed", async () => {
+    const first = await request(working).post("/visits").set("Idempotency-Key", "visit-1");
+    expect(first.headers["idempotent-replayed"]).toBeUndefined();
+    const retry = await request(working).post("/visits").set("Idempotency-Key", "visit-1");
+    expect(retry.status).toBe(200);
+    expect(retry.body).toEqual(first.body);
+    expect(retry.headers["idempotent-replayed"]).toBe("true");
+  });
+
+  it("refuses a malformed Idempotency-Key with a JSON 400, without counting", async () => {
+    const before = count;
+    for (const key of ["", "has space", "x".repeat(129), "semi;colon"]) {
+      const res = await request(working).post("/visits").set("Idempotency-Key", key);
+      expect(res.status, JSON.stringify(key)).toBe(400);
+      expect(res.body.error).toMatch(/Idempotency-Key/);
+    }
+    expect(count).toBe(before);
   });
 });

@@ -54,6 +54,33 @@ describe("visit counter with both stores up", () => {
     expect(await seeder.redisCount(id)).toBe(160);
   });
 
+  it("a retry with the same Idempotency-Key gets the first number on any replica, counted once", async () => {
+    const id = uniqueId("idempotent-redis");
+    const [first, second] = [await instance({ id }), await instance({ id })];
+    await request(first.app).post("/visits");
+
+    // The first attempt is counted on one replica but its answer never arrives (the
+    // replica dies in between); the client retries through the other one.
+    const lost = await first.counter.increment("visit-abc");
+    expect(lost).toEqual({ count: 2, source: "redis", replayed: false });
+    const retry = await request(second.app).post("/visits").set("Idempotency-Key", "visit-abc");
+    expect(retry.body).toEqual({ count: 2 });
+    expect(retry.headers["idempotent-replayed"]).toBe("true");
+
+    // Ten concurrent attempts with one new key: one number, counted once.
+    const attempts = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        request((i % 2 ? first : second).app)
+          .post("/visits")
+          .set("Idempotency-Key", "visit-def"),
+      ),
+    );
+    expect(new Set(attempts.map((res) => res.body.count))).toEqual(new Set([3]));
+    expect(attempts.filter((res) => res.headers["idempotent-replayed"])).toHaveLength(9);
+    expect((await request(first.app).post("/visits")).body).toEqual({ count: 4 });
+    expect(await first.redisCount(id)).toBe(4);
+  });
+
   it("2. writes behind to PostgreSQL coalesced, within 1 s", async () => {
     const id = uniqueId("write-behind");
     const created = await instance({ id, flushIntervalMs: 200 });

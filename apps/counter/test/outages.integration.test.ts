@@ -91,6 +91,32 @@ describe("visit counter through outages", () => {
     console.info(`redis down: 200 concurrent visits counted with ${statementCount} statements`);
   });
 
+  it("3. Redis down: a retry with the same Idempotency-Key gets the first number, counted once", async () => {
+    const id = uniqueId("idempotent-postgres");
+    const [first, second] = [await instance(id), await instance(id)];
+    await visit(first);
+    await redis.stop();
+
+    const lost = await first.counter.increment("visit-abc");
+    expect(lost).toEqual({ count: 2, source: "postgres", replayed: false });
+    const retry = await request(second.app).post("/visits").set("Idempotency-Key", "visit-abc");
+    expect(retry.body).toEqual({ count: 2 });
+    expect(retry.headers["idempotent-replayed"]).toBe("true");
+    expect(retry.headers["x-counter-source"]).toBe("postgres");
+
+    const attempts = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        request((i % 2 ? first : second).app)
+          .post("/visits")
+          .set("Idempotency-Key", "visit-def"),
+      ),
+    );
+    expect(new Set(attempts.map((res) => res.body.count))).toEqual(new Set([3]));
+    expect(attempts.filter((res) => res.headers["idempotent-replayed"])).toHaveLength(9);
+    expect((await visit(first)).body).toEqual({ count: 4 });
+    expect(await first.postgresCount()).toBe(4);
+  });
+
   it("3. Redis unreachable (paused, no answer): PostgreSQL path within 1 s, no number repeated", async () => {
     const id = uniqueId("redis-unreachable");
     const created = await instance(id);

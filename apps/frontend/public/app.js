@@ -14,14 +14,44 @@ async function errorMessage(response) {
   return `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
 }
 
+/**
+ * A random key for this visit. crypto.randomUUID() exists only on secure origins
+ * (https, localhost); getRandomValues also works on a plain-http address.
+ */
+function newVisitKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * POST /api/visits, retried when no answer came (network error) or the proxy found
+ * no service (502/503/504). Every attempt carries the same Idempotency-Key, so a visit
+ * that was counted before its answer got lost is answered with its number, not
+ * counted again.
+ */
+async function postVisit() {
+  const key = newVisitKey();
+  for (let attempt = 1; ; attempt++) {
+    const response = await fetch("/api/visits", {
+      method: "POST",
+      headers: { Accept: "application/json", "Idempotency-Key": key },
+    }).catch(() => undefined);
+    const retry = response === undefined || [502, 503, 504].includes(response.status);
+    if (!retry || attempt === 4) {
+      if (response === undefined) throw new Error("network error");
+      return response;
+    }
+    await sleep(250 * 2 ** (attempt - 1)); // 0.25, 0.5, 1 s
+  }
+}
+
 /** Counts this visit and shows the total. */
 async function countVisit() {
   const visits = byId("visits");
   try {
-    const response = await fetch("/api/visits", {
-      method: "POST",
-      headers: { Accept: "application/json" },
-    });
+    const response = await postVisit();
     if (!response.ok) throw new Error(await errorMessage(response));
     const { count } = await response.json();
     if (!Number.isInteger(count)) throw new Error("Unexpected response");

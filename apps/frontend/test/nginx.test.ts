@@ -482,13 +482,18 @@ describe("frontend container", () => {
 
   it("proxies POST /api/visits to the counter's /visits", async () => {
     const before = (await backend.received()).length;
-    const res = await fetch(`${url}/api/visits`, { method: "POST" });
+    const res = await fetch(`${url}/api/visits`, {
+      method: "POST",
+      headers: { "Idempotency-Key": "visit-1" },
+    });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ count: 42 });
     expect(res.headers.get("x-served-by")).toBe("counter");
     const seen = await counter.last("/visits");
     expect(seen).toMatchObject({ method: "POST" });
     expect(seen?.headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
+    // The client's key reaches the counter, which recognises a retry by it.
+    expect(seen?.headers["idempotency-key"]).toBe("visit-1");
 
     const withQuery = await fetch(`${url}/api/visits?source=test`, { method: "POST" });
     expect(withQuery.status).toBe(200);
