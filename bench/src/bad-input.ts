@@ -30,6 +30,10 @@ export const BAD_INPUTS: BadInput[] = [
     request: (h) => req("POST", "/api/visits", h, '{"count": 1,'),
   },
   {
+    label: "POST /api/visits, malformed Idempotency-Key",
+    request: (h) => req("POST", "/api/visits", h, undefined, ["Idempotency-Key: not a key!"]),
+  },
+  {
     label: "POST /api/data, malformed JSON",
     request: (h) => req("POST", "/api/data", h, "{not json"),
   },

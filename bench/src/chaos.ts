@@ -103,7 +103,7 @@ async function postVisit(
   const key = randomUUID();
   for (let attempts = 1; ; attempts++) {
     const left = timeoutMs - (performance.now() - started);
-    const attempt = await attemptVisit(url(), key, Math.max(1, left));
+    const attempt = await attemptVisit(url(), key, Math.max(1, Math.round(left)));
     const done = attempt.count !== undefined || !retryable(attempt) || attempts > retries;
     if (done || left < 200) return { ...attempt, attempts, latencyMs: performance.now() - started };
     await sleep(100 * 2 ** (attempts - 1)); // 0.1, 0.2, 0.4 … s
@@ -512,7 +512,13 @@ await runMain(async () => {
   };
 
   const badOk = bad.every((b) => b.ok);
+  // A run whose stream never got through proves nothing: the steady phases (first and
+  // last) must answer every visit.
+  const steady = samples.filter((s) => s.phase === 0 || s.phase === plan.length - 1);
+  const steadyFailed = steady.filter((s) => s.count === undefined).length;
+  const streamOk = steady.length > 0 && steadyFailed === 0;
   const verdicts = [
+    `Stream: ${streamOk ? "PASS" : "FAIL"} — ${int(steady.length - steadyFailed)}/${int(steady.length)} visits answered in the steady phases, ${int(samples.length - acked.length)} failed in all.`,
     `Exactness: ${exact ? "PASS" : "FAIL"} — ${int(acked.length)} acknowledged, ${int(delta)} counted in PostgreSQL${exact ? "" : `, ${int(totalPhantoms)} phantom(s), ${duplicates.length} duplicate(s), ${aboveFinal} lost`}.`,
     `Bad input: ${badOk ? "PASS" : "FAIL"} — ${bad.filter((b) => b.ok).length}/${bad.length} answered 4xx with a JSON or plain-text body; 5xx: ${bad.filter((b) => b.status >= 500).length}; stack still serving: ${stillServing ? "yes" : "NO"}.`,
     `Containers: ${crashes.length === 0 ? "PASS — no crash, no unplanned restart" : `FAIL — ${crashes.join("; ")}`}.`,
@@ -560,5 +566,5 @@ await runMain(async () => {
     ].join("\n");
     log(`wrote ${await writeReportSection("chaos", markdown)}`);
   }
-  return exact && badOk && stillServing && crashes.length === 0 ? 0 : 1;
+  return streamOk && exact && badOk && stillServing && crashes.length === 0 ? 0 : 1;
 });
