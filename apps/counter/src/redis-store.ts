@@ -1,5 +1,5 @@
 import type { Logger } from "@app/server";
-import { createClient, defineScript, type RedisClientType } from "redis";
+import { createClient, defineScript, type RedisClientType } from "@redis/client";
 
 export interface RedisOptions {
   url: string;
