@@ -71,7 +71,12 @@ async function attemptVisit(
     const text = await response.text();
     const requestId = response.headers.get("x-request-id") ?? undefined;
     if (!response.ok) return { status: response.status, requestId };
-    const count = (JSON.parse(text) as { count?: unknown }).count;
+    let count: unknown;
+    try {
+      count = (JSON.parse(text) as { count?: unknown }).count;
+    } catch {
+      // An answer, but a broken one: reported, not retried.
+    }
     if (typeof count !== "number") return { status: response.status, requestId, error: "no count" };
     return {
       status: response.status,
@@ -100,13 +105,19 @@ async function postVisit(
   retries: number,
 ): Promise<Omit<Sample, "phase" | "at">> {
   const started = performance.now();
+  const left = () => timeoutMs - (performance.now() - started);
   const key = randomUUID();
   for (let attempts = 1; ; attempts++) {
-    const left = timeoutMs - (performance.now() - started);
-    const attempt = await attemptVisit(url(), key, Math.max(1, Math.round(left)));
-    const done = attempt.count !== undefined || !retryable(attempt) || attempts > retries;
-    if (done || left < 200) return { ...attempt, attempts, latencyMs: performance.now() - started };
-    await sleep(100 * 2 ** (attempts - 1)); // 0.1, 0.2, 0.4 … s
+    const attempt = await attemptVisit(url(), key, Math.max(1, Math.round(left())));
+    const backoffMs = 100 * 2 ** (attempts - 1); // 0.1, 0.2, 0.4 … s
+    // Another attempt only if it still has time to get an answer (100 ms at least).
+    const done =
+      attempt.count !== undefined ||
+      !retryable(attempt) ||
+      attempts > retries ||
+      left() < backoffMs + 100;
+    if (done) return { ...attempt, attempts, latencyMs: performance.now() - started };
+    await sleep(backoffMs);
   }
 }
 

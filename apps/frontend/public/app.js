@@ -26,10 +26,10 @@ function newVisitKey() {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * POST /api/visits, retried when no answer came (network error) or the proxy found
- * no service (502/503/504). Every attempt carries the same Idempotency-Key, so a visit
- * that was counted before its answer got lost is answered with its number, not
- * counted again.
+ * POST /api/visits, retried when no answer came within 5 s (network error, timeout) or
+ * the proxy found no service (502/503/504). Every attempt carries the same
+ * Idempotency-Key, so a visit that was counted before its answer got lost is answered
+ * with its number, not counted again.
  */
 async function postVisit() {
   const key = newVisitKey();
@@ -37,6 +37,7 @@ async function postVisit() {
     const response = await fetch("/api/visits", {
       method: "POST",
       headers: { Accept: "application/json", "Idempotency-Key": key },
+      signal: AbortSignal.timeout(5_000),
     }).catch(() => undefined);
     const retry = response === undefined || [502, 503, 504].includes(response.status);
     if (!retry || attempt === 4) {

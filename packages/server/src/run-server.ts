@@ -1,4 +1,4 @@
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { Express } from "express";
 import type { Logger } from "pino";
 import { createGracefulShutdown, type ShutdownHook } from "./graceful-shutdown.ts";
@@ -19,7 +19,10 @@ export interface RunServerOptions {
  */
 export async function runServer(options: RunServerOptions): Promise<Server> {
   const { app, port, host = "0.0.0.0", logger, shutdownTimeoutMs, onShutdown = [] } = options;
-  const server = app.listen(port, host);
+  // Nginx passes on up to 16 KB of request headers (large_client_header_buffers) and
+  // adds its own X-Forwarded-* ones; Node's default limit is 16 KB in all, and a
+  // request over it gets an empty 431. Twice that leaves the limit to Nginx.
+  const server = createServer({ maxHeaderSize: 32 * 1024 }, app).listen(port, host);
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
