@@ -1,27 +1,39 @@
+import type { Increment } from "./redis-store.ts";
+
 /**
- * Counts concurrent visits with as few PostgreSQL statements as possible. Every
+ * Counts a batch of visits in one go: one result per visit, in order, or undefined
+ * for a visit that could not be answered (it fails alone).
+ */
+export type CountBatch = (
+  idempotencyKeys: ReadonlyArray<string | undefined>,
+) => Promise<Array<Increment | undefined>>;
+
+/**
+ * Counts concurrent visits with as few PostgreSQL transactions as possible. Every
  * increment of the row waits for the previous one's commit (row lock, then a WAL
- * flush), so one statement per visit queues: at 50 requests in flight each waits for
- * ~50 commits. Instead, while one statement is in flight the callers that arrive wait,
- * and the next statement counts all of them at once (`+ n`), handing each caller its
- * own number from the range it returned: count − n + 1 … count. Numbers stay unique
- * and gap-free (the row lock still orders replicas), and a visit waits for about two
- * commits at any concurrency.
+ * flush), so one transaction per visit queues: at 50 requests in flight each waits
+ * for ~50 commits. Instead, while one batch is in flight the visits that arrive wait,
+ * and the next batch counts all of them at once (`+ n`), handing each its own number
+ * from the range. A visit waits for about two commits at any concurrency, and numbers
+ * stay unique (the row lock still orders the replicas).
  */
 export class CoalescedIncrements {
-  readonly #incrementBy: (n: number) => Promise<number>;
-  #waiting: Array<{ resolve: (count: number) => void; reject: (error: unknown) => void }> = [];
+  readonly #countBatch: CountBatch;
+  #waiting: Array<{
+    key: string | undefined;
+    resolve: (counted: Increment) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   #running = false;
 
-  /** `incrementBy(n)` adds n in one statement and returns the new count. */
-  constructor(incrementBy: (n: number) => Promise<number>) {
-    this.#incrementBy = incrementBy;
+  constructor(countBatch: CountBatch) {
+    this.#countBatch = countBatch;
   }
 
-  /** This caller's number. */
-  next(): Promise<number> {
+  /** This visit's number (with an Idempotency-Key, the key's number if it has one). */
+  next(idempotencyKey?: string): Promise<Increment> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ resolve, reject });
+      this.#waiting.push({ key: idempotencyKey, resolve, reject });
       if (!this.#running) void this.#drain();
     });
   }
@@ -32,12 +44,15 @@ export class CoalescedIncrements {
       const batch = this.#waiting;
       this.#waiting = [];
       try {
-        const count = await this.#incrementBy(batch.length);
-        let number = count - batch.length;
-        for (const caller of batch) caller.resolve(++number);
+        const results = await this.#countBatch(batch.map((visit) => visit.key));
+        batch.forEach((visit, i) => {
+          const counted = results[i];
+          if (counted) visit.resolve(counted);
+          else visit.reject(new Error("postgres: this visit's idempotency key vanished; retry"));
+        });
       } catch (error) {
         // Committed or not is unknown (e.g. a timeout): nobody gets a number from it.
-        for (const caller of batch) caller.reject(error);
+        for (const visit of batch) visit.reject(error);
       }
     }
     this.#running = false;

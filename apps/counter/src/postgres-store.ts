@@ -1,6 +1,6 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
-import type { Increment, RequestKey } from "./redis-store.ts";
+import type { Increment } from "./redis-store.ts";
 
 export interface PostgresOptions {
   host: string;
@@ -122,49 +122,82 @@ export class PostgresStore {
   }
 
   /**
-   * Counts `visits` visits in PostgreSQL (the Redis-down path) in one statement and
-   * returns the new count. `floor` is the highest number this instance has handed
-   * out, so pending write-behind is included.
+   * Counts a batch of visits in PostgreSQL (the Redis-down path): one result per
+   * visit, in order. `floor` is the highest number this instance has handed out, so
+   * pending write-behind is included. Visits without a key are one statement. With
+   * keys it is one transaction: each key is claimed in `visit_requests` first (a
+   * concurrent claim of the same key waits for this one to commit), only the new
+   * ones are counted, and a key that was already there gets its number back,
+   * `replayed`. undefined for a key whose row vanished meanwhile (expired).
    */
-  async increment(floor: number, visits = 1): Promise<number> {
+  async countBatch(
+    floor: number,
+    idempotencyKeys: ReadonlyArray<string | undefined>,
+    keyTtlSeconds: number,
+  ): Promise<Array<Increment | undefined>> {
     await this.ensureSchema();
-    const { rows } = await this.pool.query<{ count: string }>(INCREMENT, [this.#id, floor, visits]);
-    return Number(rows[0]?.count);
-  }
-
-  /**
-   * Counts one visit that carries a request key, once: a retry of the same request
-   * (same key, within its lifetime) gets the number the first attempt got. The key's
-   * row is inserted first; a concurrent retry waits on it and then reads the number.
-   */
-  async incrementOnce(floor: number, request: RequestKey): Promise<Increment> {
-    await this.ensureSchema();
+    const keys = [...new Set(idempotencyKeys.filter((key) => key !== undefined))];
+    if (keys.length === 0) {
+      const count = await this.#increment(this.pool, floor, idempotencyKeys.length);
+      let number = count - idempotencyKeys.length;
+      return idempotencyKeys.map(() => ({ count: ++number, replayed: false }));
+    }
     return this.#transaction(async (client) => {
       await client.query(
         `DELETE FROM visit_requests
          WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)`,
-        [this.#id, request.ttlSeconds],
+        [this.#id, keyTtlSeconds],
       );
-      const claimed = await client.query(
-        `INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, $2, 0)
-         ON CONFLICT (counter_id, key) DO NOTHING`,
-        [this.#id, request.key],
+      const claimed = await client.query<{ key: string }>(
+        `INSERT INTO visit_requests (counter_id, key, count)
+         SELECT $1, key, 0 FROM unnest($2::text[]) AS key
+         ON CONFLICT (counter_id, key) DO NOTHING
+         RETURNING key`,
+        [this.#id, keys],
       );
-      if (claimed.rowCount === 0) {
-        const { rows } = await client.query<{ count: string }>(
-          "SELECT count FROM visit_requests WHERE counter_id = $1 AND key = $2",
-          [this.#id, request.key],
+      const isNew = new Set(claimed.rows.map((row) => row.key));
+      // Counted now: the visits without a key, and the first visit with each new key.
+      const countedNow = idempotencyKeys.flatMap((key, i) =>
+        key === undefined || (isNew.has(key) && idempotencyKeys.indexOf(key) === i) ? [i] : [],
+      );
+      const numbers = new Map<number, number>(); // visit index → its number
+      const keyNumbers = new Map<string, number>(); // key → its number
+      if (countedNow.length > 0) {
+        let number = (await this.#increment(client, floor, countedNow.length)) - countedNow.length;
+        for (const i of countedNow) {
+          numbers.set(i, ++number);
+          const key = idempotencyKeys[i];
+          if (key !== undefined) keyNumbers.set(key, number);
+        }
+        await client.query(
+          `UPDATE visit_requests AS r SET count = v.count
+           FROM unnest($2::text[], $3::bigint[]) AS v(key, count)
+           WHERE r.counter_id = $1 AND r.key = v.key`,
+          [this.#id, [...keyNumbers.keys()], [...keyNumbers.values()]],
         );
-        return { count: Number(rows[0]?.count), replayed: true };
       }
-      const { rows } = await client.query<{ count: string }>(INCREMENT, [this.#id, floor, 1]);
-      const count = Number(rows[0]?.count);
-      await client.query(
-        "UPDATE visit_requests SET count = $3 WHERE counter_id = $1 AND key = $2",
-        [this.#id, request.key, count],
-      );
-      return { count, replayed: false };
+      const replays = keys.filter((key) => !isNew.has(key));
+      if (replays.length > 0) {
+        const { rows } = await client.query<{ key: string; count: string }>(
+          "SELECT key, count FROM visit_requests WHERE counter_id = $1 AND key = ANY($2::text[])",
+          [this.#id, replays],
+        );
+        for (const row of rows) keyNumbers.set(row.key, Number(row.count));
+      }
+      // Any other visit repeats its key's number: claimed by an earlier request, or by
+      // an earlier visit of this batch.
+      return idempotencyKeys.map((key, i) => {
+        const number = numbers.get(i);
+        if (number !== undefined) return { count: number, replayed: false };
+        const earlier = key === undefined ? undefined : keyNumbers.get(key);
+        return earlier === undefined ? undefined : { count: earlier, replayed: true };
+      });
     });
+  }
+
+  async #increment(client: pg.Pool | pg.PoolClient, floor: number, visits: number) {
+    const { rows } = await client.query<{ count: string }>(INCREMENT, [this.#id, floor, visits]);
+    return Number(rows[0]?.count);
   }
 
   /** Write-behind: raise the stored count to `count`; never lowers it, so retries and replays are harmless. */

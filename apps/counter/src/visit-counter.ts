@@ -80,11 +80,15 @@ export class VisitCounter {
       intervalMs: flushIntervalMs,
       logger,
     });
-    // Redis down: concurrent visits share one statement (see CoalescedIncrements).
-    this.#postgresIncrements = new CoalescedIncrements(async (visits) => {
-      const count = await postgres.increment(this.#highest, visits);
-      this.#writeBehind.notePersisted(count);
-      return count;
+    // Redis down: concurrent visits share one transaction (see CoalescedIncrements).
+    this.#postgresIncrements = new CoalescedIncrements(async (idempotencyKeys) => {
+      const counted = await postgres.countBatch(
+        this.#highest,
+        idempotencyKeys,
+        options.requestTtlSeconds,
+      );
+      this.#writeBehind.notePersisted(Math.max(0, ...counted.map((visit) => visit?.count ?? 0)));
+      return counted;
     });
   }
 
@@ -208,17 +212,7 @@ export class VisitCounter {
     const settleUntil = this.#redisAnsweredAt + this.#settleMs;
     const wait = settleUntil - Date.now();
     if (wait > 0) await delay(wait);
-    if (idempotencyKey === undefined) {
-      return { count: await this.#postgresIncrements.next(), replayed: false };
-    }
-    // A keyed visit has its own transaction (the key is stored with the count), so
-    // it is not coalesced with others.
-    const counted = await this.#postgres.incrementOnce(this.#highest, {
-      key: idempotencyKey,
-      ttlSeconds: this.#requestTtlSeconds,
-    });
-    this.#writeBehind.notePersisted(counted.count);
-    return counted;
+    return this.#postgresIncrements.next(idempotencyKey);
   }
 
   /**
@@ -243,6 +237,10 @@ export class VisitCounter {
   }
 
   #observe({ count, replayed }: Increment, source: Visit["source"]): Visit {
+    // #highest is the floor of every later increment: one bad value would poison it.
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new Error(`${source}: not a count: ${count}`);
+    }
     this.#highest = Math.max(this.#highest, count);
     if (source === "redis") this.#redisAnsweredAt = Date.now();
     return { count, source, replayed };
