@@ -213,17 +213,27 @@ export class PostgresStore {
   /**
    * Runs `increment(durableCount)` while holding the row lock, then stores its
    * result. Every PostgreSQL-path increment takes the same lock, so the two
-   * paths are serialized while they may overlap.
+   * paths are serialized while they may overlap. A visit whose `idempotencyKey` was
+   * counted on the PostgreSQL path (while Redis was down) gets that number back
+   * instead: the retry must not count again now that Redis is back.
    */
-  async lockedIncrement<T extends { count: number }>(
-    increment: (durableCount: number) => Promise<T>,
-  ): Promise<T> {
+  async lockedIncrement(
+    increment: (durableCount: number) => Promise<Increment>,
+    idempotencyKey?: string,
+  ): Promise<Increment> {
     await this.ensureSchema();
     return this.#transaction(async (client) => {
       const { rows } = await client.query<{ count: string }>(
         "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
         [this.#id],
       );
+      if (idempotencyKey !== undefined) {
+        const earlier = await client.query<{ count: string }>(
+          "SELECT count FROM visit_requests WHERE counter_id = $1 AND key = $2",
+          [this.#id, idempotencyKey],
+        );
+        if (earlier.rows[0]) return { count: Number(earlier.rows[0].count), replayed: true };
+      }
       const counted = await increment(Number(rows[0]?.count ?? 0));
       await client.query("UPDATE visit_counts SET count = GREATEST(count, $2) WHERE id = $1", [
         this.#id,
@@ -231,6 +241,28 @@ export class PostgresStore {
       ]);
       return counted;
     });
+  }
+
+  /**
+   * The keys of visits counted on the PostgreSQL path that are still within their
+   * lifetime, with the seconds they have left.
+   */
+  async recentRequests(
+    keyTtlSeconds: number,
+  ): Promise<Array<{ key: string; count: number; secondsLeft: number }>> {
+    await this.ensureSchema();
+    const { rows } = await this.pool.query<{ key: string; count: string; seconds_left: number }>(
+      `SELECT key, count,
+              ceil($2 - extract(epoch FROM now() - created_at))::int AS seconds_left
+       FROM visit_requests
+       WHERE counter_id = $1 AND created_at > now() - make_interval(secs => $2)`,
+      [this.#id, keyTtlSeconds],
+    );
+    return rows.map((row) => ({
+      key: row.key,
+      count: Number(row.count),
+      secondsLeft: row.seconds_left,
+    }));
   }
 
   async ping(): Promise<void> {

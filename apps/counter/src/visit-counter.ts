@@ -57,6 +57,7 @@ export class VisitCounter {
   // replica that starts while the others count in Redis must not assume Redis is down.
   #redisAnsweredAt = Date.now();
   #recoveringUntil = 0;
+  #restoreTimer: NodeJS.Timeout | undefined;
   #reading: Promise<number> | undefined;
 
   constructor(options: VisitCounterOptions) {
@@ -71,6 +72,13 @@ export class VisitCounter {
     this.#settleMs = 2 * flushIntervalMs + 100;
     redis.onReady(() => {
       this.#recoveringUntil = Date.now() + recoveryWindowMs;
+      // After the window nobody counts in PostgreSQL any more: then the keys of the
+      // visits counted there are copied into Redis, so that a retry of one of them
+      // that comes later still gets its number (within the window the row-locked
+      // path looks them up in PostgreSQL itself).
+      clearTimeout(this.#restoreTimer);
+      this.#restoreTimer = setTimeout(() => void this.#restoreRequestKeys(), recoveryWindowMs);
+      this.#restoreTimer.unref();
     });
     this.#writeBehind = new WriteBehind({
       // Redis' own value, not only ours: numbers from a replica that crashed
@@ -98,6 +106,7 @@ export class VisitCounter {
 
   /** Final write-behind flush (graceful shutdown). */
   stop(): Promise<void> {
+    clearTimeout(this.#restoreTimer);
     return this.#writeBehind.stop();
   }
 
@@ -149,13 +158,12 @@ export class VisitCounter {
   }
 
   async #incrementInRedis(idempotencyKey: string | undefined): Promise<Increment> {
-    // In Redis the request's key sits beside the counter's, under its name.
     const request =
       idempotencyKey === undefined
         ? undefined
-        : { key: `${this.#key}:request:${idempotencyKey}`, ttlSeconds: this.#requestTtlSeconds };
+        : this.#requestKey(idempotencyKey, this.#requestTtlSeconds);
     if (Date.now() < this.#recoveringUntil) {
-      const counted = await this.#incrementUnderRowLock(request);
+      const counted = await this.#incrementUnderRowLock(request, idempotencyKey);
       if (counted !== undefined) return counted;
     }
     const counted = await this.#redis.incrementFromFloor(this.#key, this.#highest, false, request);
@@ -180,7 +188,10 @@ export class VisitCounter {
    * twice. Returns undefined when PostgreSQL is unavailable: then nobody can be
    * counting there, and Redis alone is safe.
    */
-  async #incrementUnderRowLock(request: RequestKey | undefined): Promise<Increment | undefined> {
+  async #incrementUnderRowLock(
+    request: RequestKey | undefined,
+    idempotencyKey: string | undefined,
+  ): Promise<Increment | undefined> {
     let issued: Increment | undefined;
     let redisFailed = false;
     try {
@@ -199,7 +210,7 @@ export class VisitCounter {
           redisFailed = true;
           throw error;
         }
-      });
+      }, idempotencyKey);
     } catch (error) {
       // Redis counted but PostgreSQL failed to commit: the number is valid, the write-behind persists it.
       if (issued !== undefined) return issued;
@@ -225,6 +236,28 @@ export class VisitCounter {
       this.#reading = undefined;
     });
     return this.#reading;
+  }
+
+  /** In Redis a request's key sits beside the counter's key, under its name. */
+  #requestKey(idempotencyKey: string, ttlSeconds: number): RequestKey {
+    return { key: `${this.#key}:request:${idempotencyKey}`, ttlSeconds };
+  }
+
+  async #restoreRequestKeys(): Promise<void> {
+    try {
+      const requests = await this.#postgres.recentRequests(this.#requestTtlSeconds);
+      for (const { key, count, secondsLeft } of requests) {
+        await this.#redis.rememberRequest(this.#requestKey(key, secondsLeft), count);
+      }
+      if (requests.length > 0) {
+        this.#logger.info(
+          { keys: requests.length },
+          "redis: idempotency keys copied from postgres",
+        );
+      }
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not copy idempotency keys to redis");
+    }
   }
 
   async #redisCountOrZero(): Promise<number> {

@@ -113,6 +113,21 @@ describe("visit counter through outages", () => {
     await redis.stop();
     await expectRetriesCountedOnce(first, second, "postgres");
     expect(await first.postgresCount()).toBe(4);
+
+    // Redis is back: retries of those visits still get their numbers, first from
+    // PostgreSQL under the row lock (recovery window), later from the keys copied
+    // into Redis when the window ended.
+    await redis.start();
+    await eventually(async () => first.redis.isReady && second.redis.isReady, true);
+    const soon = await request(first.app).post("/visits").set("Idempotency-Key", "visit-abc");
+    expect(soon.body).toEqual({ count: 2 });
+    expect(soon.headers["idempotent-replayed"]).toBe("true");
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // the window is 1 s here
+    const late = await request(second.app).post("/visits").set("Idempotency-Key", "visit-def");
+    expect(late.body).toEqual({ count: 3 });
+    expect(late.headers["idempotent-replayed"]).toBe("true");
+    expect(late.headers["x-counter-source"]).toBe("redis");
+    expect((await visit(first)).body).toEqual({ count: 5 });
   });
 
   it("3. Redis unreachable (paused, no answer): PostgreSQL path within 1 s, no number repeated", async () => {

@@ -53,7 +53,7 @@ export class CounterInstance {
       logger,
       flushIntervalMs: options.flushIntervalMs ?? 200,
       recoveryWindowMs: RECOVERY_WINDOW_MS,
-      requestTtlSeconds: 600,
+      requestTtlSeconds: 300,
     });
     this.app = createCounterApp({
       counter: this.counter,
