@@ -65,6 +65,7 @@ interface Measurements {
   data: LoadResult;
   visits: LoadResult;
   outage: LoadResult;
+  outageKeyed: LoadResult;
   sustained: LoadResult | undefined;
   sustainedS: number;
   reloads: number[];
@@ -120,7 +121,13 @@ async function measure(options: {
   log(`${options.stack} stack: up to healthy, fresh volumes…`);
   const upFresh = await withLogs(target, () => timedUp(target));
   log(`up (fresh volumes): ${seconds(upFresh.ms / 1000)}`);
-  const load = async (label: string, method: "GET" | "POST", path: string, warmupS?: number) => {
+  const load = async (
+    label: string,
+    method: "GET" | "POST",
+    path: string,
+    warmupS?: number,
+    idempotencyKeys = false,
+  ) => {
     // A restart gives Nginx a fresh network namespace: no TIME_WAIT sockets left over
     // from the previous row (they would slow this one down; see docs/PERFORMANCE.md).
     await target.compose(["restart", "frontend"]);
@@ -135,6 +142,7 @@ async function measure(options: {
       connections: options.connections,
       durationS: options.durationS,
       warmupS: warmupS ?? options.warmupS,
+      idempotencyKeys,
       stack: target,
     });
     if (result.errors > 0) {
@@ -159,8 +167,16 @@ async function measure(options: {
   log("stopping the cache service (Redis)…");
   await target.compose(["stop", "cache"]);
   let outage: LoadResult;
+  let outageKeyed: LoadResult;
   try {
     outage = await load("POST /api/visits, cache stopped", "POST", "/api/visits");
+    outageKeyed = await load(
+      "POST /api/visits with Idempotency-Key, cache stopped",
+      "POST",
+      "/api/visits",
+      undefined,
+      true,
+    );
   } finally {
     await target.compose(["start", "cache"]);
     await target.waitHealthy("cache");
@@ -198,6 +214,7 @@ async function measure(options: {
     data,
     visits,
     outage,
+    outageKeyed,
     sustained,
     sustainedS: options.sustainedS,
     reloads,
@@ -289,6 +306,14 @@ function resultsTable(m: Measurements): Table {
       verdict(outageOk),
       during(m.outage),
     ],
+    [
+      "… the same with an Idempotency-Key per request (as the page sends)",
+      ...loadCells(m.outageKeyed),
+      vsHello(m.outageKeyed),
+      "—",
+      "",
+      during(m.outageKeyed),
+    ],
     ...(m.sustained
       ? [
           [
@@ -373,6 +398,7 @@ function cpuTable(m: Measurements): Table {
     ["GET /api/data", m.data],
     ["POST /api/visits", m.visits],
     ["POST, cache stopped", m.outage],
+    ["POST + key, cache stopped", m.outageKeyed],
     ...(m.sustained
       ? [[`hello-world after ${m.sustainedS} s`, m.sustained] as [string, LoadResult]]
       : []),
@@ -417,19 +443,20 @@ function details(m: Measurements): string[] {
       .map(([code, count]) => `${code}×${int(count)}`)
       .join(", ");
   lines.push(
-    `Status codes: hello ${codes(m.hello)}; data ${codes(m.data)}; visits ${codes(m.visits)}; cache stopped ${codes(m.outage)}.`,
+    `Status codes: hello ${codes(m.hello)}; data ${codes(m.data)}; visits ${codes(m.visits)}; cache stopped ${codes(m.outage)}; with keys ${codes(m.outageKeyed)}.`,
   );
   for (const [label, r] of [
     ["hello", m.hello],
     ["data", m.data],
     ["visits", m.visits],
     ["cache stopped", m.outage],
+    ["cache stopped, with keys", m.outageKeyed],
   ] as const) {
     if (r.nginxErrors?.length)
       lines.push(`Nginx errors during the ${label} row (last 3): ${r.nginxErrors.join(" | ")}`);
   }
   lines.push(
-    `Latency p90/max: hello ${ms(m.hello.p90)}/${ms(m.hello.max)}; data ${ms(m.data.p90)}/${ms(m.data.max)}; visits ${ms(m.visits.p90)}/${ms(m.visits.max)}; cache stopped ${ms(m.outage.p90)}/${ms(m.outage.max)}.`,
+    `Latency p90/max: hello ${ms(m.hello.p90)}/${ms(m.hello.max)}; data ${ms(m.data.p90)}/${ms(m.data.max)}; visits ${ms(m.visits.p90)}/${ms(m.visits.max)}; cache stopped ${ms(m.outage.p90)}/${ms(m.outage.max)}; with keys ${ms(m.outageKeyed.p90)}/${ms(m.outageKeyed.max)}.`,
   );
   // FROM lines are never "CACHED" (BuildKit reports them DONE 0.0s): not work done.
   const executed = m.warm.steps.filter(

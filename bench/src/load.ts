@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import autocannon from "autocannon";
 import { type CpuReport, startCpuWatch } from "./cpu.ts";
 import type { Stack } from "./stack.ts";
@@ -9,6 +10,8 @@ export interface LoadOptions {
   durationS: number;
   /** Seconds of unrecorded load first (JIT, DNS caches, connection pools). */
   warmupS: number;
+  /** Send a fresh Idempotency-Key with every request, as the page does. */
+  idempotencyKeys?: boolean;
   /** Containers whose CPU use is recorded during the measured part. */
   stack?: Stack;
 }
@@ -38,6 +41,18 @@ async function cannon(options: LoadOptions, durationS: number) {
     duration: durationS,
     // A request slower than this counts as an error (autocannon's "timeouts").
     timeout: 10,
+    ...(options.idempotencyKeys
+      ? {
+          requests: [
+            {
+              setupRequest: (request: autocannon.Request) => ({
+                ...request,
+                headers: { ...request.headers, "idempotency-key": randomUUID() },
+              }),
+            },
+          ],
+        }
+      : {}),
   });
 }
 
