@@ -36,7 +36,8 @@ export const counterConfigSchema = z.object({
    * lock for this long, so a request still on the PostgreSQL path (in this replica
    * or in one that has not yet noticed Redis is back) can never hand out the same
    * number. It must outlast such a request: its wait for the write-behind plus a
-   * PostgreSQL query, hence at least 1 s.
+   * PostgreSQL query, hence at least 1 s. (The window then lasts until the
+   * Idempotency-Keys counted in PostgreSQL meanwhile are copied into Redis.)
    */
   REDIS_RECOVERY_WINDOW_MS: z.coerce.number().int().min(1_000).default(3_000),
   /**

@@ -27,6 +27,8 @@ const MIGRATION = [
      created_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (counter_id, key)
    )`,
+  // Expired keys are deleted by age.
+  "CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at)",
 ];
 // Adds $3 visits above the greater of the stored count and $2 (the highest number
 // the replica has handed out, so counts still pending in its write-behind are kept).
@@ -143,11 +145,10 @@ export class PostgresStore {
       return idempotencyKeys.map(() => ({ count: ++number, replayed: false }));
     }
     return this.#transaction(async (client) => {
-      await client.query(
-        `DELETE FROM visit_requests
-         WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)`,
-        [this.#id, keyTtlSeconds],
-      );
+      // The counter's row lock first, as in lockedIncrement: a replica counting in Redis
+      // under it (just after Redis returned) then sees every key this batch claims.
+      await client.query("SELECT 1 FROM visit_counts WHERE id = $1 FOR UPDATE", [this.#id]);
+      await this.#deleteExpiredRequests(client, keyTtlSeconds);
       const claimed = await client.query<{ key: string }>(
         `INSERT INTO visit_requests (counter_id, key, count)
          SELECT $1, key, 0 FROM unnest($2::text[]) AS key
@@ -157,9 +158,13 @@ export class PostgresStore {
       );
       const isNew = new Set(claimed.rows.map((row) => row.key));
       // Counted now: the visits without a key, and the first visit with each new key.
-      const countedNow = idempotencyKeys.flatMap((key, i) =>
-        key === undefined || (isNew.has(key) && idempotencyKeys.indexOf(key) === i) ? [i] : [],
-      );
+      const seen = new Set<string>();
+      const countedNow = idempotencyKeys.flatMap((key, i) => {
+        if (key === undefined) return [i];
+        if (!isNew.has(key) || seen.has(key)) return [];
+        seen.add(key);
+        return [i];
+      });
       const numbers = new Map<number, number>(); // visit index → its number
       const keyNumbers = new Map<string, number>(); // key → its number
       if (countedNow.length > 0) {
@@ -195,6 +200,19 @@ export class PostgresStore {
     });
   }
 
+  /** Deletes the keys older than their lifetime. */
+  async deleteExpiredRequests(keyTtlSeconds: number): Promise<void> {
+    await this.#deleteExpiredRequests(this.pool, keyTtlSeconds);
+  }
+
+  async #deleteExpiredRequests(client: pg.Pool | pg.PoolClient, keyTtlSeconds: number) {
+    await client.query(
+      `DELETE FROM visit_requests
+       WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)`,
+      [this.#id, keyTtlSeconds],
+    );
+  }
+
   async #increment(client: pg.Pool | pg.PoolClient, floor: number, visits: number) {
     const { rows } = await client.query<{ count: string }>(INCREMENT, [this.#id, floor, visits]);
     return Number(rows[0]?.count);
@@ -219,7 +237,7 @@ export class PostgresStore {
    */
   async lockedIncrement(
     increment: (durableCount: number) => Promise<Increment>,
-    idempotencyKey?: string,
+    request?: { idempotencyKey: string; ttlSeconds: number },
   ): Promise<Increment> {
     await this.ensureSchema();
     return this.#transaction(async (client) => {
@@ -227,10 +245,11 @@ export class PostgresStore {
         "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
         [this.#id],
       );
-      if (idempotencyKey !== undefined) {
+      if (request !== undefined) {
         const earlier = await client.query<{ count: string }>(
-          "SELECT count FROM visit_requests WHERE counter_id = $1 AND key = $2",
-          [this.#id, idempotencyKey],
+          `SELECT count FROM visit_requests
+           WHERE counter_id = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)`,
+          [this.#id, request.idempotencyKey, request.ttlSeconds],
         );
         if (earlier.rows[0]) return { count: Number(earlier.rows[0].count), replayed: true };
       }

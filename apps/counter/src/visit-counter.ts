@@ -56,8 +56,11 @@ export class VisitCounter {
   // Until Redis first answers, the instance's start counts as its last answer: a
   // replica that starts while the others count in Redis must not assume Redis is down.
   #redisAnsweredAt = Date.now();
-  #recoveringUntil = 0;
-  #restoreTimer: NodeJS.Timeout | undefined;
+  /** Just after Redis (re)connected: increments go through PostgreSQL's row lock. */
+  #recovering = false;
+  #reconnections = 0;
+  #recoveryTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
   #reading: Promise<number> | undefined;
 
   constructor(options: VisitCounterOptions) {
@@ -71,14 +74,15 @@ export class VisitCounter {
     // interval; the PostgreSQL path waits that long after Redis' last answer.
     this.#settleMs = 2 * flushIntervalMs + 100;
     redis.onReady(() => {
-      this.#recoveringUntil = Date.now() + recoveryWindowMs;
-      // After the window nobody counts in PostgreSQL any more: then the keys of the
-      // visits counted there are copied into Redis, so that a retry of one of them
-      // that comes later still gets its number (within the window the row-locked
-      // path looks them up in PostgreSQL itself).
-      clearTimeout(this.#restoreTimer);
-      this.#restoreTimer = setTimeout(() => void this.#restoreRequestKeys(), recoveryWindowMs);
-      this.#restoreTimer.unref();
+      if (this.#stopped) return;
+      const reconnection = ++this.#reconnections;
+      this.#recovering = true;
+      clearTimeout(this.#recoveryTimer);
+      this.#recoveryTimer = setTimeout(
+        () => void this.#endRecovery(reconnection),
+        recoveryWindowMs,
+      );
+      this.#recoveryTimer.unref();
     });
     this.#writeBehind = new WriteBehind({
       // Redis' own value, not only ours: numbers from a replica that crashed
@@ -106,7 +110,8 @@ export class VisitCounter {
 
   /** Final write-behind flush (graceful shutdown). */
   stop(): Promise<void> {
-    clearTimeout(this.#restoreTimer);
+    this.#stopped = true;
+    clearTimeout(this.#recoveryTimer);
     return this.#writeBehind.stop();
   }
 
@@ -162,7 +167,7 @@ export class VisitCounter {
       idempotencyKey === undefined
         ? undefined
         : this.#requestKey(idempotencyKey, this.#requestTtlSeconds);
-    if (Date.now() < this.#recoveringUntil) {
+    if (this.#recovering) {
       const counted = await this.#incrementUnderRowLock(request, idempotencyKey);
       if (counted !== undefined) return counted;
     }
@@ -195,22 +200,27 @@ export class VisitCounter {
     let issued: Increment | undefined;
     let redisFailed = false;
     try {
-      return await this.#postgres.lockedIncrement(async (durable) => {
-        try {
-          const counted = await this.#redis.incrementFromFloor(
-            this.#key,
-            Math.max(durable, this.#highest),
-            true,
-            request,
-          );
-          if (counted === null) throw new Error("redis: seeding script returned nil");
-          issued = counted;
-          return counted;
-        } catch (error) {
-          redisFailed = true;
-          throw error;
-        }
-      }, idempotencyKey);
+      return await this.#postgres.lockedIncrement(
+        async (durable) => {
+          try {
+            const counted = await this.#redis.incrementFromFloor(
+              this.#key,
+              Math.max(durable, this.#highest),
+              true,
+              request,
+            );
+            if (counted === null) throw new Error("redis: seeding script returned nil");
+            issued = counted;
+            return counted;
+          } catch (error) {
+            redisFailed = true;
+            throw error;
+          }
+        },
+        idempotencyKey === undefined
+          ? undefined
+          : { idempotencyKey, ttlSeconds: this.#requestTtlSeconds },
+      );
     } catch (error) {
       // Redis counted but PostgreSQL failed to commit: the number is valid, the write-behind persists it.
       if (issued !== undefined) return issued;
@@ -243,11 +253,24 @@ export class VisitCounter {
     return { key: `${this.#key}:request:${idempotencyKey}`, ttlSeconds };
   }
 
-  async #restoreRequestKeys(): Promise<void> {
+  /**
+   * Ends the window that follows a (re)connection to Redis. By then nobody counts in
+   * PostgreSQL any more, so the keys of the visits counted there are copied into
+   * Redis: a retry of one of them that comes later still gets its number. Until the
+   * copy is done the row-locked path looks them up in PostgreSQL itself.
+   */
+  async #endRecovery(reconnection: number): Promise<void> {
     try {
       const requests = await this.#postgres.recentRequests(this.#requestTtlSeconds);
-      for (const { key, count, secondsLeft } of requests) {
-        await this.#redis.rememberRequest(this.#requestKey(key, secondsLeft), count);
+      // In chunks of concurrent commands, which node-redis pipelines.
+      for (let i = 0; i < requests.length; i += 500) {
+        await Promise.all(
+          requests
+            .slice(i, i + 500)
+            .map(({ key, count, secondsLeft }) =>
+              this.#redis.rememberRequest(this.#requestKey(key, secondsLeft), count),
+            ),
+        );
       }
       if (requests.length > 0) {
         this.#logger.info(
@@ -255,8 +278,12 @@ export class VisitCounter {
           "redis: idempotency keys copied from postgres",
         );
       }
+      await this.#postgres.deleteExpiredRequests(this.#requestTtlSeconds);
     } catch (error) {
       this.#logger.warn({ err: error }, "could not copy idempotency keys to redis");
+    } finally {
+      // Unless Redis reconnected meanwhile and started a window of its own.
+      if (reconnection === this.#reconnections) this.#recovering = false;
     }
   }
 
