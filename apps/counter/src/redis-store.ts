@@ -136,23 +136,19 @@ export class RedisStore {
     return reply === null ? null : { count: Number(reply[0]), replayed: reply[1] === 1 };
   }
 
-  /** Stores a request's number under its key unless one is there already. */
-  async rememberRequest(request: RequestKey, count: number): Promise<void> {
-    await this.#call(() =>
-      this.#client.set(request.key, String(count), {
-        condition: "NX",
-        expiration: { type: "EX", value: request.ttlSeconds },
-      }),
-    );
-  }
-
   async get(key: string): Promise<number | null> {
     const value = await this.#call(() => this.#client.get(key));
     return value === null ? null : Number(value);
   }
 
-  async setIfAbsent(key: string, value: number): Promise<void> {
-    await this.#call(() => this.#client.set(key, String(value), { condition: "NX" }));
+  /** SET NX, with an expiry when `ttlSeconds` is given. */
+  async setIfAbsent(key: string, value: number, ttlSeconds?: number): Promise<void> {
+    await this.#call(() =>
+      this.#client.set(key, String(value), {
+        condition: "NX",
+        ...(ttlSeconds === undefined ? {} : { expiration: { type: "EX", value: ttlSeconds } }),
+      }),
+    );
   }
 
   async ping(): Promise<void> {

@@ -265,11 +265,10 @@ export class VisitCounter {
       // In chunks of concurrent commands, which node-redis pipelines.
       for (let i = 0; i < requests.length; i += 500) {
         await Promise.all(
-          requests
-            .slice(i, i + 500)
-            .map(({ key, count, secondsLeft }) =>
-              this.#redis.rememberRequest(this.#requestKey(key, secondsLeft), count),
-            ),
+          requests.slice(i, i + 500).map(({ key, count, secondsLeft }) => {
+            const request = this.#requestKey(key, secondsLeft);
+            return this.#redis.setIfAbsent(request.key, count, request.ttlSeconds);
+          }),
         );
       }
       if (requests.length > 0) {
