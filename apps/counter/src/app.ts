@@ -6,12 +6,12 @@ import {
   methodNotAllowed,
   type ReadinessCheck,
 } from "@app/server";
-import { StoresUnavailableError, type Visit, type VisitCounter } from "./visit-counter.ts";
+import { CounterUnavailableError, type VisitCounter } from "./visit-counter.ts";
 
 export interface CounterAppOptions {
   counter: Pick<VisitCounter, "increment" | "current">;
   logger: Logger;
-  readiness: { redis: ReadinessCheck; postgres: ReadinessCheck };
+  readiness: { postgres: ReadinessCheck; redis: ReadinessCheck };
   exposeErrors?: boolean;
 }
 
@@ -19,22 +19,27 @@ export function createCounterApp(options: CounterAppOptions): Express {
   const { counter, readiness, ...rest } = options;
   return createApp({
     ...rest,
-    // Ready while at least one store works: the counter serves from either.
-    readiness: { checks: readiness, require: "any" },
+    // Counting needs PostgreSQL; the cache is reported, but the app works without it.
+    readiness: { checks: readiness, optional: ["redis"] },
     routes(app) {
       app
         .route("/visits")
         .post(async (req, res) => {
           const key = idempotencyKey(req.get("Idempotency-Key"));
-          const visit = await countOr503(() => counter.increment(key));
-          res.set("X-Counter-Source", visit.source);
+          const visit = await orUnavailable(counter.increment(key));
+          res.set("X-Counter-Source", "postgres");
           // The answer to a retry is the first attempt's, and says so.
           if (visit.replayed) res.set("Idempotent-Replayed", "true");
+          // Counted, but the cache could not be told: reads may miss it for a few seconds.
+          if (!visit.cached) res.set("X-Counter-Cache", "missed");
           res.json({ count: visit.count });
         })
         .get(async (_req, res) => {
-          const visit = await countOr503(() => counter.current());
-          res.set("X-Counter-Source", visit.source).json({ count: visit.count });
+          const reading = await orUnavailable(counter.current());
+          res.set("X-Counter-Source", reading.source);
+          // From the cache while PostgreSQL is unreachable: visits may have been counted since.
+          if (reading.stale) res.set("X-Counter-Stale", "true");
+          res.json({ count: reading.count });
         })
         .all(methodNotAllowed(["GET", "HEAD", "POST"]));
 
@@ -42,7 +47,7 @@ export function createCounterApp(options: CounterAppOptions): Express {
       app
         .route("/")
         .get(async (_req, res) => {
-          const visit = await countOr503(() => counter.increment());
+          const visit = await orUnavailable(counter.increment());
           res.type("html").send(page(visit.count));
         })
         .all(methodNotAllowed(["GET", "HEAD"]));
@@ -62,11 +67,11 @@ function idempotencyKey(header: string | undefined): string | undefined {
   return header;
 }
 
-async function countOr503(count: () => Promise<Visit>): Promise<Visit> {
+async function orUnavailable<T>(result: Promise<T>): Promise<T> {
   try {
-    return await count();
+    return await result;
   } catch (error) {
-    if (error instanceof StoresUnavailableError) throw new HttpError(503, error.message);
+    if (error instanceof CounterUnavailableError) throw new HttpError(503, error.message);
     throw error;
   }
 }

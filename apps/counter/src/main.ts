@@ -1,10 +1,9 @@
-import { setTimeout as delay } from "node:timers/promises";
 import { loadConfigOrExit } from "@app/config";
 import { createLogger, runServer } from "@app/server";
 import { createCounterApp } from "./app.ts";
 import { loadCounterConfig } from "./config.ts";
 import { PostgresStore } from "./postgres-store.ts";
-import { RedisStore } from "./redis-store.ts";
+import { RedisCache } from "./redis-cache.ts";
 import { VisitCounter } from "./visit-counter.ts";
 
 const config = loadConfigOrExit(() => loadCounterConfig());
@@ -23,40 +22,35 @@ const postgres = new PostgresStore(
   },
   logger,
 );
-const redis = new RedisStore(
+const cache = new RedisCache(
   {
     url: config.REDIS_URL,
     password: config.REDIS_PASSWORD,
-    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    ttlSeconds: config.CACHE_TTL_SECONDS,
   },
   logger,
 );
 const counter = new VisitCounter({
-  key: config.COUNTER_ID,
-  redis,
+  id: config.COUNTER_ID,
   postgres,
+  cache,
   logger,
-  flushIntervalMs: config.FLUSH_INTERVAL_MS,
-  recoveryWindowMs: config.REDIS_RECOVERY_WINDOW_MS,
-  requestTtlSeconds: config.IDEMPOTENCY_KEY_TTL_SECONDS,
+  timeoutMs: config.POSTGRES_TIMEOUT_MS,
+  keyTtlSeconds: config.IDEMPOTENCY_KEY_TTL_SECONDS,
 });
 
-// The app starts with whichever store is up, and the clients keep reconnecting in
-// the background. Redis gets a moment first: a replica that joins running peers
-// should count where they count, not in PostgreSQL because it was still connecting.
-const redisConnected = redis
-  .connect()
-  .catch((error: unknown) => logger.warn({ err: error }, "redis: first connect failed"));
+// Neither store has to be up for the app to start: the migration runs now or on first
+// use, and the cache is used once it answers.
 postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
-await Promise.race([redisConnected, delay(2_000)]);
-counter.start();
+cache.connect();
 
 const app = createCounterApp({
   counter,
   logger,
-  readiness: { redis: () => redis.ping(), postgres: () => postgres.ping() },
+  readiness: { postgres: () => postgres.ping(), redis: () => cache.ping() },
   exposeErrors: config.NODE_ENV === "development",
 });
 
@@ -65,5 +59,6 @@ await runServer({
   port: config.PORT,
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-  onShutdown: [() => counter.stop(), () => redis.close(), () => postgres.close()],
+  // In-flight requests have drained (each within its deadline): nothing is pending.
+  onShutdown: [() => cache.close(), () => postgres.close()],
 });

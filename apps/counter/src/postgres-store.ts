@@ -1,6 +1,6 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
-import type { Increment } from "./redis-store.ts";
+import { withDeadline } from "./deadline.ts";
 
 export interface PostgresOptions {
   host: string;
@@ -8,18 +8,30 @@ export interface PostgresOptions {
   user: string;
   password: string;
   database: string;
+  /** Deadline of one request's work (queue, connection, every statement). */
   timeoutMs: number;
 }
 
-// The single source of truth for the schema, applied at every start: it is
-// idempotent, so it also works on a volume created by an older version.
+/** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
+export interface Increment {
+  count: number;
+  replayed: boolean;
+}
+
+/** A committed batch: each visit's number, in order, and the counter's count after it. */
+export interface CountedBatch {
+  visits: Increment[];
+  count: number;
+}
+
+// Applied at every start: idempotent, so it also works on a volume made by an older version
+// (whose `visit_counts` row carries over).
 const MIGRATION = [
   `CREATE TABLE IF NOT EXISTS visit_counts (
      id    text   PRIMARY KEY,
      count bigint NOT NULL CHECK (count >= 0)
    )`,
-  // The numbers given to requests that carried an Idempotency-Key while Redis was
-  // down, so a retry gets its number back. Rows expire like the keys in Redis.
+  // One row per Idempotency-Key: the number its visit got, so a retry gets it back.
   `CREATE TABLE IF NOT EXISTS visit_requests (
      counter_id text        NOT NULL,
      key        text        NOT NULL,
@@ -27,35 +39,75 @@ const MIGRATION = [
      created_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (counter_id, key)
    )`,
-  // Expired keys are deleted by age.
+  // Expired keys are deleted oldest first.
   "CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at)",
 ];
-// Adds $3 visits above the greater of the stored count and $2 (the highest number
-// the replica has handed out, so counts still pending in its write-behind are kept).
-const INCREMENT = `
-  INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint + $3::bigint)
-  ON CONFLICT (id) DO UPDATE SET count = GREATEST(v.count, $2::bigint) + $3::bigint
-  RETURNING count`;
-
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
 const MIGRATION_LOCK_KEY = 727_001;
+// The DDL runs only where something is missing: CREATE INDEX IF NOT EXISTS takes its
+// table lock before it looks, so on every start it would stall the visits in flight.
+const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
+  AND to_regclass('visit_requests') IS NOT NULL
+  AND to_regclass('visit_requests_age') IS NOT NULL AS present`;
 
-/** The durable side of the counter: one row per counter in `visit_counts`. */
+// Adds $2 visits. The UPDATE holds the row's lock until the transaction ends, so batches
+// that overlap in time get disjoint ranges of numbers, in commit order.
+const BUMP = "UPDATE visit_counts SET count = count + $2 WHERE id = $1 RETURNING count";
+
+// Claims each key by inserting it with count 0. A key that is already there (count > 0: a
+// committed visit's number) is returned as it is: that visit is being retried. If another
+// transaction holds an uncommitted claim of the same key, the unique index makes this wait
+// until that one ends, then returns its number (or inserts, if it rolled back).
+const CLAIM = `
+  INSERT INTO visit_requests (counter_id, key, count)
+  SELECT $1, key, 0 FROM unnest($2::text[]) AS key ORDER BY key
+  ON CONFLICT (counter_id, key) DO UPDATE SET count = visit_requests.count
+  RETURNING key, count`;
+
+// Adds the new visits and writes each new key's number (its position in the new range).
+const BUMP_AND_NUMBER = `
+  WITH bumped AS (${BUMP}),
+  numbered AS (
+    UPDATE visit_requests AS r SET count = (SELECT count FROM bumped) - $2 + v.pos
+    FROM unnest($3::text[], $4::int[]) AS v(key, pos)
+    WHERE r.counter_id = $1 AND r.key = v.key
+  )
+  SELECT count FROM bumped`;
+
+// At most `$3` expired keys per call, skipping rows another replica is deleting.
+const DELETE_EXPIRED = `
+  DELETE FROM visit_requests WHERE ctid IN (
+    SELECT ctid FROM visit_requests
+    WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)
+    ORDER BY created_at LIMIT $3
+    FOR UPDATE SKIP LOCKED)`;
+
+/** The counter's only source of numbers: one row per counter in `visit_counts`. */
 export class PostgresStore {
   readonly pool: pg.Pool;
   readonly #id: string;
+  readonly #timeoutMs: number;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
+  /** Whether the last call reached PostgreSQL (answers from the cache say so when it did not). */
+  #reachable = true;
 
   constructor(id: string, options: PostgresOptions, logger: Logger) {
+    const { timeoutMs, ...connection } = options;
     this.#id = id;
+    this.#timeoutMs = timeoutMs;
     this.#logger = logger;
     this.pool = new pg.Pool({
-      ...options,
+      ...connection,
       max: 10,
-      // Fail fast while PostgreSQL is down instead of queueing requests behind it.
-      connectionTimeoutMillis: options.timeoutMs,
-      query_timeout: options.timeoutMs,
+      connectionTimeoutMillis: timeoutMs,
+      // The server's own deadlines, so a connection whose client gave up (see #withClient),
+      // or a replica that froze in the middle of a batch, cannot hold the counter's row
+      // lock (and stall every replica's visits) for longer than a request may take.
+      statement_timeout: timeoutMs,
+      idle_in_transaction_session_timeout: timeoutMs,
+      // A visit is answered only once its commit is on disk, whatever the server's default.
+      options: "-c synchronous_commit=on",
       idleTimeoutMillis: 10_000,
       application_name: "counter",
     });
@@ -64,231 +116,169 @@ export class PostgresStore {
     this.pool.on("error", (error) => logger.warn({ err: error }, "postgres: idle client error"));
   }
 
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
   /**
-   * Creates the table and the counter's row once per process. A failure is not
-   * remembered, so the app starts (and serves from Redis) while PostgreSQL is
-   * down, and migrates on the first call after it is back.
+   * Creates the tables and the counter's row, once per process. A failure is not
+   * remembered: the app starts while PostgreSQL is down and migrates on first use.
    */
   ensureSchema(): Promise<void> {
-    this.#schemaReady ??= this.#migrate().catch((error: unknown) => {
+    const migrate = async (client: pg.PoolClient) => {
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+      const { rows } = await client.query<{ present: boolean }>(SCHEMA_PRESENT);
+      if (!rows[0]?.present) for (const statement of MIGRATION) await client.query(statement);
+      // Only where the row is missing: ON CONFLICT alone would wait for a batch holding it.
+      await client.query(
+        `INSERT INTO visit_counts (id, count) SELECT $1, 0
+         WHERE NOT EXISTS (SELECT 1 FROM visit_counts WHERE id = $1)`,
+        [this.#id],
+      );
+      await client.query("COMMIT");
+      this.#logger.info("postgres: schema ready");
+    };
+    this.#schemaReady ??= this.#withClient(10_000, migrate, false).catch((error: unknown) => {
       this.#schemaReady = undefined;
       throw error;
     });
     return this.#schemaReady;
   }
 
-  async #migrate(): Promise<void> {
-    await this.#transaction(async (client) => {
-      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
-      for (const statement of MIGRATION) await client.query(statement);
-      await client.query(
-        "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
-        [this.#id],
-      );
-    });
-    this.#logger.info("postgres: schema ready");
-  }
-
-  /** Runs `work` in a transaction on one pooled connection. */
-  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    // The pool only listens for errors on idle clients; a checked-out client whose
-    // server dies would otherwise crash the process with an unhandled 'error'.
-    const onError = (error: Error) =>
-      this.#logger.warn({ err: error }, "postgres: connection lost");
-    client.on("error", onError);
-    let failure: Error | undefined;
-    try {
-      await client.query("BEGIN");
-      const result = await work(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      failure = error instanceof Error ? error : new Error(String(error));
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
-    } finally {
-      client.off("error", onError);
-      // A client that failed is discarded, not returned to the pool in an unknown state.
-      client.release(failure);
-    }
-  }
-
-  async read(): Promise<number> {
-    await this.ensureSchema();
-    const { rows } = await this.pool.query<{ count: string }>(
-      "SELECT count FROM visit_counts WHERE id = $1",
-      [this.#id],
-    );
-    return rows[0] ? Number(rows[0].count) : 0;
-  }
-
   /**
-   * Counts a batch of visits in PostgreSQL (the Redis-down path): one result per
-   * visit, in order. `floor` is the highest number this instance has handed out, so
-   * pending write-behind is included. Visits without a key are one statement. With
-   * keys it is one transaction: each key is claimed in `visit_requests` first (a
-   * concurrent claim of the same key waits for this one to commit), only the new
-   * ones are counted, and a key that was already there gets its number back,
-   * `replayed`. undefined for a key whose row vanished meanwhile (expired).
+   * Counts a batch of visits in one transaction and returns each visit's number, in
+   * order, and the count after the batch (above every number, replays included). `keys[i]` is visit i's Idempotency-Key, if it has one: a key counted before
+   * (or earlier in this batch) gets its number back, `replayed`. Resolves only after
+   * the commit; rejects if the commit is not confirmed within `timeoutMs`.
    */
   async countBatch(
-    floor: number,
-    idempotencyKeys: ReadonlyArray<string | undefined>,
-    keyTtlSeconds: number,
-  ): Promise<Array<Increment | undefined>> {
-    await this.ensureSchema();
-    const keys = [...new Set(idempotencyKeys.filter((key) => key !== undefined))];
-    if (keys.length === 0) {
-      const count = await this.#increment(this.pool, floor, idempotencyKeys.length);
-      let number = count - idempotencyKeys.length;
-      return idempotencyKeys.map(() => ({ count: ++number, replayed: false }));
+    keys: ReadonlyArray<string | undefined>,
+    timeoutMs: number,
+  ): Promise<CountedBatch> {
+    const distinct = [...new Set(keys.filter((key) => key !== undefined))];
+    if (distinct.length === 0) {
+      // One autocommit statement: the common case costs one round trip.
+      return this.#withClient(timeoutMs, async (client) => {
+        const last = await this.#count(client, BUMP, [this.#id, keys.length]);
+        const visits = keys.map((_, i) => ({ count: last - keys.length + i + 1, replayed: false }));
+        return { visits, count: last };
+      });
     }
-    return this.#transaction(async (client) => {
-      // The counter's row lock first, as in lockedIncrement: a replica counting in Redis
-      // under it (just after Redis returned) then sees every key this batch claims.
-      await client.query("SELECT 1 FROM visit_counts WHERE id = $1 FOR UPDATE", [this.#id]);
-      await this.#deleteExpiredRequests(client, keyTtlSeconds);
-      const claimed = await client.query<{ key: string }>(
-        `INSERT INTO visit_requests (counter_id, key, count)
-         SELECT $1, key, 0 FROM unnest($2::text[]) AS key
-         ON CONFLICT (counter_id, key) DO NOTHING
-         RETURNING key`,
-        [this.#id, keys],
-      );
-      const isNew = new Set(claimed.rows.map((row) => row.key));
-      // Counted now: the visits without a key, and the first visit with each new key.
-      const seen = new Set<string>();
-      const countedNow = idempotencyKeys.flatMap((key, i) => {
-        if (key === undefined) return [i];
-        if (!isNew.has(key) || seen.has(key)) return [];
-        seen.add(key);
-        return [i];
-      });
-      const numbers = new Map<number, number>(); // visit index → its number
-      const keyNumbers = new Map<string, number>(); // key → its number
-      if (countedNow.length > 0) {
-        let number = (await this.#increment(client, floor, countedNow.length)) - countedNow.length;
-        for (const i of countedNow) {
-          numbers.set(i, ++number);
-          const key = idempotencyKeys[i];
-          if (key !== undefined) keyNumbers.set(key, number);
-        }
-        await client.query(
-          `UPDATE visit_requests AS r SET count = v.count
-           FROM unnest($2::text[], $3::bigint[]) AS v(key, count)
-           WHERE r.counter_id = $1 AND r.key = v.key`,
-          [this.#id, [...keyNumbers.keys()], [...keyNumbers.values()]],
-        );
-      }
-      const replays = keys.filter((key) => !isNew.has(key));
-      if (replays.length > 0) {
-        const { rows } = await client.query<{ key: string; count: string }>(
-          "SELECT key, count FROM visit_requests WHERE counter_id = $1 AND key = ANY($2::text[])",
-          [this.#id, replays],
-        );
-        for (const row of rows) keyNumbers.set(row.key, Number(row.count));
-      }
-      // Any other visit repeats its key's number: claimed by an earlier request, or by
-      // an earlier visit of this batch.
-      return idempotencyKeys.map((key, i) => {
-        const number = numbers.get(i);
-        if (number !== undefined) return { count: number, replayed: false };
-        const earlier = key === undefined ? undefined : keyNumbers.get(key);
-        return earlier === undefined ? undefined : { count: earlier, replayed: true };
-      });
-    });
-  }
-
-  /** Deletes the keys older than their lifetime. */
-  async deleteExpiredRequests(keyTtlSeconds: number): Promise<void> {
-    await this.#deleteExpiredRequests(this.pool, keyTtlSeconds);
-  }
-
-  async #deleteExpiredRequests(client: pg.Pool | pg.PoolClient, keyTtlSeconds: number) {
-    await client.query(
-      `DELETE FROM visit_requests
-       WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)`,
-      [this.#id, keyTtlSeconds],
-    );
-  }
-
-  async #increment(client: pg.Pool | pg.PoolClient, floor: number, visits: number) {
-    const { rows } = await client.query<{ count: string }>(INCREMENT, [this.#id, floor, visits]);
-    return Number(rows[0]?.count);
-  }
-
-  /** Write-behind: raise the stored count to `count`; never lowers it, so retries and replays are harmless. */
-  async persistAtLeast(count: number): Promise<void> {
-    await this.ensureSchema();
-    await this.pool.query(
-      `INSERT INTO visit_counts AS v (id, count) VALUES ($1, $2::bigint)
-       ON CONFLICT (id) DO UPDATE SET count = EXCLUDED.count WHERE v.count < EXCLUDED.count`,
-      [this.#id, count],
-    );
-  }
-
-  /**
-   * Runs `increment(durableCount)` while holding the row lock, then stores its
-   * result. Every PostgreSQL-path increment takes the same lock, so the two
-   * paths are serialized while they may overlap. A visit whose `idempotencyKey` was
-   * counted on the PostgreSQL path (while Redis was down) gets that number back
-   * instead: the retry must not count again now that Redis is back.
-   */
-  async lockedIncrement(
-    increment: (durableCount: number) => Promise<Increment>,
-    request?: { idempotencyKey: string; ttlSeconds: number },
-  ): Promise<Increment> {
-    await this.ensureSchema();
-    return this.#transaction(async (client) => {
-      const { rows } = await client.query<{ count: string }>(
-        "SELECT count FROM visit_counts WHERE id = $1 FOR UPDATE",
-        [this.#id],
-      );
-      if (request !== undefined) {
-        const earlier = await client.query<{ count: string }>(
-          `SELECT count FROM visit_requests
-           WHERE counter_id = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)`,
-          [this.#id, request.idempotencyKey, request.ttlSeconds],
-        );
-        if (earlier.rows[0]) return { count: Number(earlier.rows[0].count), replayed: true };
-      }
-      const counted = await increment(Number(rows[0]?.count ?? 0));
-      await client.query("UPDATE visit_counts SET count = GREATEST(count, $2) WHERE id = $1", [
+    return this.#withClient(timeoutMs, async (client) => {
+      await client.query("BEGIN");
+      const claimed = await client.query<{ key: string; count: string }>(CLAIM, [
         this.#id,
-        counted.count,
+        distinct,
       ]);
-      return counted;
+      const earlier = new Map(claimed.rows.map((row) => [row.key, Number(row.count)]));
+      // Offsets in the new range: visits without a key, and the first visit of each new key.
+      const offsets = new Map<number, number>(); // visit index → offset (1..n)
+      const newKeys = new Map<string, number>(); // key → offset
+      keys.forEach((key, i) => {
+        if (key === undefined) offsets.set(i, offsets.size + 1);
+        else if (earlier.get(key) === 0 && !newKeys.has(key)) {
+          offsets.set(i, offsets.size + 1);
+          newKeys.set(key, offsets.size);
+        }
+      });
+      const last = await this.#count(client, BUMP_AND_NUMBER, [
+        this.#id,
+        offsets.size,
+        [...newKeys.keys()],
+        [...newKeys.values()],
+      ]);
+      await client.query("COMMIT");
+      const first = last - offsets.size;
+      const visits = keys.map((key, i) => {
+        const offset = offsets.get(i);
+        if (offset !== undefined) return { count: first + offset, replayed: false };
+        // A key seen before: committed earlier, or counted by an earlier visit of this batch.
+        const committed = earlier.get(key as string) ?? 0;
+        const number = committed > 0 ? committed : first + (newKeys.get(key as string) ?? 0);
+        return { count: number, replayed: true };
+      });
+      return { visits, count: last };
     });
   }
 
-  /**
-   * The keys of visits counted on the PostgreSQL path that are still within their
-   * lifetime, with the seconds they have left.
-   */
-  async recentRequests(
-    keyTtlSeconds: number,
-  ): Promise<Array<{ key: string; count: number; secondsLeft: number }>> {
-    await this.ensureSchema();
-    const { rows } = await this.pool.query<{ key: string; count: string; seconds_left: number }>(
-      `SELECT key, count,
-              ceil($2 - extract(epoch FROM now() - created_at))::int AS seconds_left
-       FROM visit_requests
-       WHERE counter_id = $1 AND created_at > now() - make_interval(secs => $2)`,
-      [this.#id, keyTtlSeconds],
+  /** The committed count. */
+  async read(): Promise<number> {
+    return this.#withClient(this.#timeoutMs, (client) =>
+      this.#count(client, "SELECT count FROM visit_counts WHERE id = $1", [this.#id]),
     );
-    return rows.map((row) => ({
-      key: row.key,
-      count: Number(row.count),
-      secondsLeft: row.seconds_left,
-    }));
+  }
+
+  /** Deletes at most `limit` of the keys older than `ttlSeconds`; returns how many. */
+  async deleteExpiredKeys(ttlSeconds: number, limit: number): Promise<number> {
+    const result = await this.#withClient(this.#timeoutMs, (client) =>
+      client.query(DELETE_EXPIRED, [this.#id, ttlSeconds, limit]),
+    );
+    return result.rowCount ?? 0;
   }
 
   async ping(): Promise<void> {
-    await this.pool.query("SELECT 1");
+    await this.#withClient(this.#timeoutMs, (client) => client.query("SELECT 1"));
   }
 
   close(): Promise<void> {
     return this.pool.end();
+  }
+
+  async #count(client: pg.PoolClient, text: string, values: unknown[]): Promise<number> {
+    const { rows } = await client.query<{ count: string }>(text, values);
+    const count = Number(rows[0]?.count);
+    // No row: the migration has not created it (or it was deleted by hand).
+    if (!Number.isSafeInteger(count)) throw new Error(`postgres: counter row ${this.#id} missing`);
+    return count;
+  }
+
+  /**
+   * Runs `work` on one pooled connection within `timeoutMs`, the wait for a connection
+   * and the schema (on first use) included. A connection that failed or ran out of time
+   * is destroyed, never reused: closing it also makes the server roll back whatever it
+   * had not committed.
+   */
+  async #withClient<T>(
+    timeoutMs: number,
+    work: (client: pg.PoolClient) => Promise<T>,
+    migrateFirst = true,
+  ): Promise<T> {
+    try {
+      const result = await this.#run(timeoutMs, work, migrateFirst);
+      this.#reachable = true;
+      return result;
+    } catch (error) {
+      this.#reachable = false;
+      throw error;
+    }
+  }
+
+  async #run<T>(timeoutMs: number, work: (client: pg.PoolClient) => Promise<T>, migrate: boolean) {
+    const deadline = Date.now() + timeoutMs;
+    if (migrate) await withDeadline(this.ensureSchema(), timeoutMs, "postgres: no schema");
+    const checkout = this.pool.connect();
+    let client: pg.PoolClient;
+    try {
+      client = await withDeadline(checkout, deadline - Date.now(), "postgres: no connection");
+    } catch (error) {
+      // A connection that arrives after the deadline is closed at once.
+      checkout.then((late) => late.release(true)).catch(() => {});
+      throw error;
+    }
+    // The pool only listens for errors on idle clients; a checked-out client whose
+    // server dies would otherwise crash the process with an unhandled 'error'.
+    const onError = (error: Error) =>
+      this.#logger.debug({ err: error }, "postgres: connection lost");
+    client.on("error", onError);
+    try {
+      const result = await withDeadline(work(client), deadline - Date.now(), "postgres: no answer");
+      client.off("error", onError);
+      client.release();
+      return result;
+    } catch (error) {
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
   }
 }

@@ -1,307 +1,197 @@
-import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "@app/server";
-import { CoalescedIncrements } from "./coalesced-increments.ts";
-import type { PostgresStore } from "./postgres-store.ts";
-import type { Increment, RedisStore, RequestKey } from "./redis-store.ts";
-import { WriteBehind } from "./write-behind.ts";
+import { coalesce } from "./coalesce.ts";
+import type { Increment, PostgresStore } from "./postgres-store.ts";
+import type { RedisCache } from "./redis-cache.ts";
+import { VisitBatcher } from "./visit-batcher.ts";
 
-export interface Visit {
-  count: number;
-  /** Which store produced the number: the hot path, or the fallback. */
-  source: "redis" | "postgres";
-  /** A retry of a request already counted: its earlier number, not a new one. */
-  replayed: boolean;
+/** A counted visit: its number, whether it is the answer to a retry, and whether the cache has it. */
+export interface Visit extends Increment {
+  /**
+   * False when the cache could not be raised (Redis down, frozen, unreachable): until
+   * another visit is counted, or for at most CACHE_TTL_SECONDS, reads may not show it.
+   */
+  cached: boolean;
 }
 
-/** Neither store could count the visit; the API answers 503. */
-export class StoresUnavailableError extends Error {
-  constructor(cause: unknown) {
-    super("Visit counter unavailable: neither Redis nor PostgreSQL answered", { cause });
-    this.name = "StoresUnavailableError";
+/** The current count, where it came from, and whether it may be behind. */
+export interface Reading {
+  count: number;
+  source: "cache" | "postgres";
+  /** Read from the cache while PostgreSQL is unreachable: visits may have been counted since. */
+  stale: boolean;
+}
+
+/** Neither store could answer: the client may retry later (HTTP 503). */
+export class CounterUnavailableError extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = "CounterUnavailableError";
   }
 }
 
 export interface VisitCounterOptions {
-  key: string;
-  redis: RedisStore;
+  /** The counter's row in PostgreSQL; its cache key is `count:<id>`. */
+  id: string;
   postgres: PostgresStore;
+  cache: RedisCache;
   logger: Logger;
-  flushIntervalMs: number;
-  recoveryWindowMs: number;
-  /** How long a retry with the same Idempotency-Key gets the same number. */
-  requestTtlSeconds: number;
+  /** Deadline of a visit, from its arrival to its commit. */
+  timeoutMs: number;
+  /** How long an Idempotency-Key is remembered. */
+  keyTtlSeconds: number;
 }
 
 /**
- * Counts visits exactly with Redis as the hot path and PostgreSQL as the durable
- * store and fallback:
- * - Redis up: one atomic script (INCR, seeding a missing key from PostgreSQL),
- *   written behind to PostgreSQL once per interval.
- * - Redis down: `count = GREATEST(count, highest number handed out) + n` in PostgreSQL,
- *   one statement for the n visits that arrived while the previous one ran.
- * - Redis back: its key is raised to at least PostgreSQL's count before use.
- * - PostgreSQL down: Redis alone; the write-behind catches up when it returns.
+ * Cache-aside over PostgreSQL.
+ *
+ * - POST: PostgreSQL alone hands out numbers. Concurrent visits share one transaction
+ *   (VisitBatcher), each gets its own number from the batch's range, and a visit is
+ *   answered only after the commit. Then the cached count is raised to the batch's
+ *   highest number (set-if-greater), so a later GET sees it.
+ * - GET: the cached count; on a miss (or with Redis slow or down) PostgreSQL's, which
+ *   then fills the cache.
+ * - Redis is never trusted for a number: it only ever holds counts PostgreSQL had
+ *   committed, it is raised to PostgreSQL's count after every reconnection before reads
+ *   use it, and every cached count expires `CACHE_TTL_SECONDS` after its last raise.
  */
 export class VisitCounter {
   readonly #key: string;
-  readonly #redis: RedisStore;
   readonly #postgres: PostgresStore;
+  readonly #cache: RedisCache;
   readonly #logger: Logger;
-  readonly #writeBehind: WriteBehind;
-  readonly #postgresIncrements: CoalescedIncrements;
-  readonly #settleMs: number;
-  readonly #requestTtlSeconds: number;
-  /** The highest number this instance has handed out or seen: nothing below it is ever handed out again. */
-  #highest = 0;
-  // Until Redis first answers, the instance's start counts as its last answer: a
-  // replica that starts while the others count in Redis must not assume Redis is down.
-  #redisAnsweredAt = Date.now();
-  /** Just after Redis (re)connected: increments go through PostgreSQL's row lock. */
-  #recovering = false;
-  #reconnections = 0;
-  #recoveryTimer: NodeJS.Timeout | undefined;
-  #stopped = false;
-  #reading: Promise<number> | undefined;
+  readonly #keyTtlSeconds: number;
+  readonly #batcher: VisitBatcher<Visit>;
+  /** PostgreSQL's count; concurrent GETs that miss the cache share one query. */
+  readonly #readPostgres: () => Promise<number>;
+  /** False from a (re)connection until the cache has been raised to PostgreSQL's count. */
+  #cacheRefreshed = false;
+  #connections = 0;
+  #cleaningKeys = false;
+  /** Keys claimed since the last cleanup started. */
+  #keysAdded = 0;
 
   constructor(options: VisitCounterOptions) {
-    const { key, redis, postgres, logger, flushIntervalMs, recoveryWindowMs } = options;
-    this.#key = key;
-    this.#requestTtlSeconds = options.requestTtlSeconds;
-    this.#redis = redis;
+    const { id, postgres, cache, logger, timeoutMs } = options;
+    this.#key = `count:${id}`;
     this.#postgres = postgres;
+    this.#cache = cache;
     this.#logger = logger;
-    // Other replicas persist what they handed out within one write-behind
-    // interval; the PostgreSQL path waits that long after Redis' last answer.
-    this.#settleMs = 2 * flushIntervalMs + 100;
-    redis.onReady(() => {
-      if (this.#stopped) return;
-      const reconnection = ++this.#reconnections;
-      this.#recovering = true;
-      clearTimeout(this.#recoveryTimer);
-      this.#recoveryTimer = setTimeout(
-        () => void this.#endRecovery(reconnection),
-        recoveryWindowMs,
-      );
-      this.#recoveryTimer.unref();
-    });
-    this.#writeBehind = new WriteBehind({
-      // Redis' own value, not only ours: numbers from a replica that crashed
-      // before its write-behind ran are persisted by the survivors.
-      target: async () => Math.max(this.#highest, await this.#redisCountOrZero()),
-      persist: (count) => postgres.persistAtLeast(count),
-      intervalMs: flushIntervalMs,
-      logger,
-    });
-    // Redis down: concurrent visits share one transaction (see CoalescedIncrements).
-    this.#postgresIncrements = new CoalescedIncrements(async (idempotencyKeys) => {
-      const counted = await postgres.countBatch(
-        this.#highest,
-        idempotencyKeys,
-        options.requestTtlSeconds,
-      );
-      this.#writeBehind.notePersisted(Math.max(0, ...counted.map((visit) => visit?.count ?? 0)));
-      return counted;
-    });
-  }
-
-  start(): void {
-    this.#writeBehind.start();
-  }
-
-  /** Final write-behind flush (graceful shutdown). */
-  stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#recoveryTimer);
-    return this.#writeBehind.stop();
-  }
-
-  /** Forces the write-behind now (tests and shutdown). */
-  flush(): Promise<void> {
-    return this.#writeBehind.flush();
+    this.#keyTtlSeconds = options.keyTtlSeconds;
+    this.#readPostgres = coalesce(() => postgres.read());
+    this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), timeoutMs);
+    cache.onReady(() => void this.#refreshCache());
   }
 
   /**
    * Counts a visit. With an `idempotencyKey` (the client's Idempotency-Key header) a
-   * retry of the same request, within `requestTtlSeconds`, gets the first attempt's
-   * number back (`replayed`) instead of being counted again.
+   * retry of the same visit, within `keyTtlSeconds`, gets the first attempt's number
+   * back (`replayed`) instead of being counted again.
    */
   async increment(idempotencyKey?: string): Promise<Visit> {
-    if (this.#redis.isReady) {
-      try {
-        return this.#observe(await this.#incrementInRedis(idempotencyKey), "redis");
-      } catch (error) {
-        this.#logger.debug({ err: error }, "redis path failed, counting in PostgreSQL");
-      }
-    }
     try {
-      return this.#observe(await this.#incrementInPostgres(idempotencyKey), "postgres");
+      return await this.#batcher.count(idempotencyKey);
     } catch (error) {
-      throw new StoresUnavailableError(error);
-    }
-  }
-
-  /** The current count, without counting (cache-aside read). */
-  async current(): Promise<Visit> {
-    if (this.#redis.isReady) {
-      try {
-        const cached = await this.#redis.get(this.#key);
-        if (cached !== null) return this.#observe({ count: cached, replayed: false }, "redis");
-        // Miss: load from PostgreSQL and populate Redis, unless a replica just did.
-        const durable = Math.max(await this.#durableCount(), this.#highest);
-        await this.#redis.setIfAbsent(this.#key, durable);
-        return this.#observe({ count: durable, replayed: false }, "postgres");
-      } catch (error) {
-        this.#logger.debug({ err: error }, "redis read failed, reading PostgreSQL");
-      }
-    }
-    try {
-      const count = Math.max(await this.#postgres.read(), this.#highest);
-      return this.#observe({ count, replayed: false }, "postgres");
-    } catch (error) {
-      throw new StoresUnavailableError(error);
-    }
-  }
-
-  async #incrementInRedis(idempotencyKey: string | undefined): Promise<Increment> {
-    const request =
-      idempotencyKey === undefined
-        ? undefined
-        : this.#requestKey(idempotencyKey, this.#requestTtlSeconds);
-    if (this.#recovering) {
-      const counted = await this.#incrementUnderRowLock(request, idempotencyKey);
-      if (counted !== undefined) return counted;
-    }
-    const counted = await this.#redis.incrementFromFloor(this.#key, this.#highest, false, request);
-    if (counted !== null) return counted;
-    // Cache miss (Redis emptied or restarted without data): reload from
-    // PostgreSQL. If PostgreSQL is down too this throws: no safe number exists.
-    const durable = await this.#durableCount();
-    const seeded = await this.#redis.incrementFromFloor(
-      this.#key,
-      Math.max(durable, this.#highest),
-      true,
-      request,
-    );
-    if (seeded === null) throw new Error("redis: seeding script returned nil");
-    return seeded;
-  }
-
-  /**
-   * Right after Redis (re)connects another replica may still be counting in
-   * PostgreSQL. Taking PostgreSQL's row lock around the Redis increment (and
-   * storing its result) serializes the two paths, so no number is handed out
-   * twice. Returns undefined when PostgreSQL is unavailable: then nobody can be
-   * counting there, and Redis alone is safe.
-   */
-  async #incrementUnderRowLock(
-    request: RequestKey | undefined,
-    idempotencyKey: string | undefined,
-  ): Promise<Increment | undefined> {
-    let issued: Increment | undefined;
-    let redisFailed = false;
-    try {
-      return await this.#postgres.lockedIncrement(
-        async (durable) => {
-          try {
-            const counted = await this.#redis.incrementFromFloor(
-              this.#key,
-              Math.max(durable, this.#highest),
-              true,
-              request,
-            );
-            if (counted === null) throw new Error("redis: seeding script returned nil");
-            issued = counted;
-            return counted;
-          } catch (error) {
-            redisFailed = true;
-            throw error;
-          }
-        },
-        idempotencyKey === undefined
-          ? undefined
-          : { idempotencyKey, ttlSeconds: this.#requestTtlSeconds },
+      this.#logger.debug({ err: error }, "visit not counted");
+      throw new CounterUnavailableError(
+        "Visit counter unavailable: PostgreSQL did not answer",
+        error,
       );
-    } catch (error) {
-      // Redis counted but PostgreSQL failed to commit: the number is valid, the write-behind persists it.
-      if (issued !== undefined) return issued;
-      if (redisFailed) throw error;
-      return undefined;
     }
   }
 
-  async #incrementInPostgres(idempotencyKey: string | undefined): Promise<Increment> {
-    const settleUntil = this.#redisAnsweredAt + this.#settleMs;
-    const wait = settleUntil - Date.now();
-    if (wait > 0) await delay(wait);
-    return this.#postgresIncrements.next(idempotencyKey);
+  /** The current count, without counting. */
+  async current(): Promise<Reading> {
+    if (this.#cache.isReady && this.#cacheRefreshed) {
+      try {
+        const cached = await this.#cache.get(this.#key);
+        if (cached !== null) {
+          return { count: cached, source: "cache", stale: !this.#postgres.reachable };
+        }
+      } catch (error) {
+        this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+      }
+    }
+    let count: number;
+    try {
+      count = await this.#readPostgres();
+    } catch (error) {
+      throw new CounterUnavailableError(
+        "Visit counter unavailable: neither the cache nor PostgreSQL answered",
+        error,
+      );
+    }
+    void this.#raiseCache(count);
+    return { count, source: "postgres", stale: false };
+  }
+
+  async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
+    const counted = await this.#postgres.countBatch(keys, timeoutMs);
+    // Before the visits are answered: a GET that starts after an answer sees its number.
+    // The batch's count, not its highest number: a replay's number may be long past.
+    const cached = await this.#raiseCache(counted.count);
+    this.#keysAdded += keys.filter((key) => key !== undefined).length;
+    if (this.#keysAdded > 0) this.#deleteExpiredKeys();
+    return counted.visits.map((visit) => ({ ...visit, cached }));
   }
 
   /**
-   * PostgreSQL's count, read once for all the requests that need it at the same
-   * moment: after Redis is emptied every request misses at once, and one query
-   * serves them all instead of one connection each.
+   * Never fails: a cache that cannot be raised is skipped. Other replicas' raises carry
+   * PostgreSQL's count after their own batches, which includes this one, and without
+   * them the cached count stops being fresh after CACHE_TTL_SECONDS.
    */
-  #durableCount(): Promise<number> {
-    this.#reading ??= this.#postgres.read().finally(() => {
-      this.#reading = undefined;
-    });
-    return this.#reading;
-  }
-
-  /** In Redis a request's key sits beside the counter's key, under its name. */
-  #requestKey(idempotencyKey: string, ttlSeconds: number): RequestKey {
-    return { key: `${this.#key}:request:${idempotencyKey}`, ttlSeconds };
+  async #raiseCache(count: number): Promise<boolean> {
+    if (!this.#cache.isReady) return false;
+    try {
+      await this.#cache.raise(this.#key, count);
+      return true;
+    } catch (error) {
+      this.#logger.debug({ err: error }, "cache not raised");
+      return false;
+    }
   }
 
   /**
-   * Ends the window that follows a (re)connection to Redis. By then nobody counts in
-   * PostgreSQL any more, so the keys of the visits counted there are copied into
-   * Redis: a retry of one of them that comes later still gets its number. Until the
-   * copy is done the row-locked path looks them up in PostgreSQL itself.
+   * After every (re)connection Redis may hold anything: nothing (restarted, flushed) or
+   * an older count (restored from an older file, or raises that never arrived while it
+   * was frozen). Reads skip it until it has been raised to PostgreSQL's count. If
+   * PostgreSQL cannot be read, the cache is used as it is and its answers are marked
+   * stale.
    */
-  async #endRecovery(reconnection: number): Promise<void> {
+  async #refreshCache(): Promise<void> {
+    const connection = ++this.#connections;
+    this.#cacheRefreshed = false;
+    let count: number;
     try {
-      const requests = await this.#postgres.recentRequests(this.#requestTtlSeconds);
-      // In chunks of concurrent commands, which node-redis pipelines.
-      for (let i = 0; i < requests.length; i += 500) {
-        await Promise.all(
-          requests.slice(i, i + 500).map(({ key, count, secondsLeft }) => {
-            const request = this.#requestKey(key, secondsLeft);
-            return this.#redis.setIfAbsent(request.key, count, request.ttlSeconds);
-          }),
-        );
-      }
-      if (requests.length > 0) {
-        this.#logger.info(
-          { keys: requests.length },
-          "redis: idempotency keys copied from postgres",
-        );
-      }
-      await this.#postgres.deleteExpiredRequests(this.#requestTtlSeconds);
+      count = await this.#readPostgres();
     } catch (error) {
-      this.#logger.warn({ err: error }, "could not copy idempotency keys to redis");
-    } finally {
-      // Unless Redis reconnected meanwhile and started a window of its own.
-      if (reconnection === this.#reconnections) this.#recovering = false;
+      this.#logger.warn({ err: error }, "cache not refreshed: PostgreSQL did not answer");
+      if (connection === this.#connections) this.#cacheRefreshed = true;
+      return;
     }
-  }
-
-  async #redisCountOrZero(): Promise<number> {
-    if (!this.#redis.isReady) return 0;
     try {
-      return (await this.#redis.get(this.#key)) ?? 0;
-    } catch {
-      return 0;
+      await this.#cache.raise(this.#key, count);
+      if (connection === this.#connections) this.#cacheRefreshed = true;
+    } catch (error) {
+      // Lost again; the next connection refreshes it.
+      this.#logger.debug({ err: error }, "cache not refreshed");
     }
   }
 
-  #observe({ count, replayed }: Increment, source: Visit["source"]): Visit {
-    // #highest is the floor of every later increment: one bad value would poison it.
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw new Error(`${source}: not a count: ${count}`);
-    }
-    this.#highest = Math.max(this.#highest, count);
-    if (source === "redis") this.#redisAnsweredAt = Date.now();
-    return { count, source, replayed };
+  /**
+   * Keys are deleted by age, one bounded cleanup at a time per replica, each allowed
+   * twice as many as were claimed since the previous one started: the table keeps up
+   * with any rate, and no statement grows with the backlog.
+   */
+  #deleteExpiredKeys(): void {
+    if (this.#cleaningKeys) return;
+    this.#cleaningKeys = true;
+    const limit = Math.max(100, 2 * this.#keysAdded);
+    this.#keysAdded = 0;
+    this.#postgres
+      .deleteExpiredKeys(this.#keyTtlSeconds, limit)
+      .catch((error: unknown) => this.#logger.debug({ err: error }, "expired keys not deleted"))
+      .finally(() => {
+        this.#cleaningKeys = false;
+      });
   }
 }

@@ -2,17 +2,17 @@ import { createLogger } from "@app/server";
 import request from "supertest";
 import { describe, expect, it } from "vitest";
 import { createCounterApp } from "../src/app.ts";
-import { StoresUnavailableError, type Visit } from "../src/visit-counter.ts";
+import { CounterUnavailableError, type Reading, type Visit } from "../src/visit-counter.ts";
 
 // The HTTP layer alone, over a stand-in counter: routes, status codes, bodies.
 function appWith(counter: {
   increment: (idempotencyKey?: string) => Promise<Visit>;
-  current: () => Promise<Visit>;
+  current: () => Promise<Reading>;
 }) {
   return createCounterApp({
     counter,
     logger: createLogger({ name: "test", level: "silent" }),
-    readiness: { redis: async () => {}, postgres: async () => {} },
+    readiness: { postgres: async () => {}, redis: async () => {} },
   });
 }
 
@@ -22,29 +22,53 @@ const numbersByKey = new Map<string, number>();
 const working = appWith({
   async increment(key) {
     const earlier = key === undefined ? undefined : numbersByKey.get(key);
-    if (earlier !== undefined) return { count: earlier, source: "redis", replayed: true };
+    if (earlier !== undefined) return { count: earlier, replayed: true, cached: true };
     if (key !== undefined) numbersByKey.set(key, count + 1);
-    return { count: ++count, source: "redis", replayed: false };
+    return { count: ++count, replayed: false, cached: true };
   },
-  current: async () => ({ count, source: "postgres", replayed: false }),
+  current: async () => ({ count, source: "cache", stale: false }),
 });
-const unavailable = async (): Promise<Visit> => {
-  throw new StoresUnavailableError(new Error("connection refused"));
+const unavailable = async (): Promise<never> => {
+  throw new CounterUnavailableError("Visit counter unavailable: PostgreSQL did not answer", null);
 };
 const broken = appWith({ increment: unavailable, current: unavailable });
 
 describe("counter HTTP API", () => {
-  it("POST /visits answers this visit's number and where it came from", async () => {
+  it("POST /visits answers this visit's number, which PostgreSQL handed out", async () => {
     const res = await request(working).post("/visits");
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ count: 42 });
-    expect(res.headers["x-counter-source"]).toBe("redis");
+    expect(res.headers["x-counter-source"]).toBe("postgres");
   });
 
-  it("GET /visits reads without counting", async () => {
+  it("GET /visits reads without counting and says where the count came from", async () => {
     const res = await request(working).get("/visits");
     expect(res.body).toEqual({ count: 42 });
-    expect(res.headers["x-counter-source"]).toBe("postgres");
+    expect(res.headers["x-counter-source"]).toBe("cache");
+    expect(res.headers["x-counter-stale"]).toBeUndefined();
+  });
+
+  it("POST /visits says when the cache could not be told about the visit", async () => {
+    const cacheDown = appWith({
+      increment: async () => ({ count: 8, replayed: false, cached: false }),
+      current: unavailable,
+    });
+    const res = await request(cacheDown).post("/visits");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ count: 8 });
+    expect(res.headers["x-counter-cache"]).toBe("missed");
+    expect((await request(working).get("/visits")).headers["x-counter-cache"]).toBeUndefined();
+  });
+
+  it("GET /visits marks a count that may be behind", async () => {
+    const degraded = appWith({
+      increment: unavailable,
+      current: async () => ({ count: 7, source: "cache", stale: true }),
+    });
+    const res = await request(degraded).get("/visits");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ count: 7 });
+    expect(res.headers["x-counter-stale"]).toBe("true");
   });
 
   it("GET / is the tutorial's page and counts a visit", async () => {
@@ -55,7 +79,7 @@ describe("counter HTTP API", () => {
     expect(res.text).toContain("This page has been visited 43 times.");
   });
 
-  it("answers 503 with a JSON error when neither store works", async () => {
+  it("answers 503 with a JSON error when the count cannot be had", async () => {
     for (const call of [
       request(broken).post("/visits"),
       request(broken).get("/visits"),
@@ -64,7 +88,7 @@ describe("counter HTTP API", () => {
       const res = await call;
       expect(res.status).toBe(503);
       expect(res.body).toEqual({
-        error: "Visit counter unavailable: neither Redis nor PostgreSQL answered",
+        error: "Visit counter unavailable: PostgreSQL did not answer",
       });
     }
   });

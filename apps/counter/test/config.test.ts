@@ -9,14 +9,27 @@ describe("counter config", () => {
       COUNTER_ID: "visits",
       POSTGRES_HOST: "localhost",
       REDIS_URL: "redis://localhost:6379",
-      FLUSH_INTERVAL_MS: 200,
-      REDIS_COMMAND_TIMEOUT_MS: 500,
+      POSTGRES_TIMEOUT_MS: 1_000,
+      REDIS_COMMAND_TIMEOUT_MS: 50,
+      CACHE_TTL_SECONDS: 5,
+      IDEMPOTENCY_KEY_TTL_SECONDS: 300,
     });
   });
 
-  it("rejects a missing password, a non-Redis URL and a zero flush interval together", () => {
+  it("rejects a missing password, a non-Redis URL and a zero deadline together", () => {
     expect(() =>
-      loadCounterConfig({ REDIS_URL: "http://cache:6379", FLUSH_INTERVAL_MS: "0" }),
-    ).toThrow(/3 problems[\s\S]*POSTGRES_PASSWORD[\s\S]*REDIS_URL[\s\S]*FLUSH_INTERVAL_MS/);
+      loadCounterConfig({ REDIS_URL: "http://cache:6379", POSTGRES_TIMEOUT_MS: "0" }),
+    ).toThrow(/3 problems[\s\S]*POSTGRES_PASSWORD[\s\S]*REDIS_URL[\s\S]*POSTGRES_TIMEOUT_MS/);
   });
+
+  it.each(["POSTGRES_TIMEOUT_MS", "REDIS_COMMAND_TIMEOUT_MS", "CACHE_TTL_SECONDS"])(
+    "rejects %s of 0 or below: it would turn a deadline off",
+    (name) => {
+      for (const value of ["0", "-5"]) {
+        expect(() => loadCounterConfig({ POSTGRES_PASSWORD: "pw", [name]: value })).toThrow(
+          new RegExp(`${name}: must be a whole number of \\w+ above 0`),
+        );
+      }
+    },
+  );
 });

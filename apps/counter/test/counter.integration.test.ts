@@ -1,20 +1,28 @@
 import request from "supertest";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type StoreContainer, startPostgres, startRedis } from "./support/containers.ts";
+import {
+  type RedisContainer,
+  type StoreContainer,
+  startPostgres,
+  startRedis,
+} from "./support/containers.ts";
 import { CounterInstance, eventually, uniqueId } from "./support/counter-instance.ts";
 import { expectRetriesCountedOnce } from "./support/retries.ts";
 
-// Real PostgreSQL and Redis (Testcontainers), healthy the whole time. Outages are
-// in outages.integration.test.ts. Each test uses its own counter id.
+// Real PostgreSQL and Redis (Testcontainers), in-process instances of the app; the
+// faults (and real replica processes) are in faults.integration.test.ts. Each test
+// uses its own counter id.
 let postgres: StoreContainer;
-let redis: StoreContainer;
+let redis: RedisContainer;
 const instances: CounterInstance[] = [];
 
-async function instance(options: { id: string; flushIntervalMs?: number }) {
+async function instance(options: { id: string; cacheTtlSeconds?: number; keyTtlSeconds?: number }) {
   const created = await new CounterInstance({ postgres, redis, ...options }).start();
   instances.push(created);
   return created;
 }
+
+const redisCli = async (...args: string[]) => (await redis.exec(["redis-cli", ...args])).trim();
 
 beforeAll(async () => {
   [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
@@ -27,112 +35,117 @@ afterAll(async () => {
 });
 
 describe("visit counter with both stores up", () => {
-  it("1. counts with an atomic Redis INCR and answers this visit's number", async () => {
-    const id = uniqueId("hot-path");
+  it("counts in PostgreSQL and answers this visit's number", async () => {
+    const id = uniqueId("count");
     const app = (await instance({ id })).app;
-
     for (let expected = 1; expected <= 5; expected++) {
       const res = await request(app).post("/visits");
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ count: expected });
-      expect(res.headers["x-counter-source"]).toBe("redis");
+      expect(res.headers["x-counter-source"]).toBe("postgres");
     }
-    const current = await request(app).get("/visits");
-    expect(current.body).toEqual({ count: 5 });
+    expect(await instances[0]?.postgresCount()).toBe(5);
   });
 
-  it("1. seeds a missing key from PostgreSQL exactly once when replicas race", async () => {
-    const id = uniqueId("seed-race");
-    const seeder = await instance({ id });
-    await seeder.postgres.persistAtLeast(100);
-    const replicas = [seeder, await instance({ id }), await instance({ id })];
-
-    const counts = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => replicas[i % 3]?.counter.increment()),
+  it("concurrent visits on two replicas share transactions and get every number once", async () => {
+    const id = uniqueId("batches");
+    const [first, second] = [await instance({ id }), await instance({ id })];
+    const batches = [
+      vi.spyOn(first.postgres, "countBatch"),
+      vi.spyOn(second.postgres, "countBatch"),
+    ];
+    const counted = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        ((i % 2 ? first : second) as CounterInstance).counter.increment(),
+      ),
     );
-    const numbers = counts.map((visit) => visit?.count).sort((a, b) => (a ?? 0) - (b ?? 0));
-    expect(numbers).toEqual(Array.from({ length: 60 }, (_, i) => 101 + i));
-    expect(await seeder.redisCount(id)).toBe(160);
+    const numbers = counted.map((visit) => visit.count).sort((a, b) => a - b);
+    expect(numbers).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(await first.postgresCount()).toBe(200);
+    const transactions = batches.reduce((sum, spy) => sum + spy.mock.calls.length, 0);
+    console.info(`200 concurrent visits on 2 replicas: ${transactions} transactions`);
+    expect(transactions).toBeLessThan(20);
   });
 
   it("a retry with the same Idempotency-Key gets the first number on any replica, counted once", async () => {
-    const id = uniqueId("idempotent-redis");
+    const id = uniqueId("idempotent");
     const [first, second] = [await instance({ id }), await instance({ id })];
     await request(first.app).post("/visits");
-    await expectRetriesCountedOnce(first, second, "redis");
-    expect(await first.redisCount(id)).toBe(4);
+    await expectRetriesCountedOnce(first, second);
+    expect(await first.postgresCount()).toBe(4);
   });
 
-  it("2. writes behind to PostgreSQL coalesced, within 1 s", async () => {
-    const id = uniqueId("write-behind");
-    const created = await instance({ id, flushIntervalMs: 200 });
-    const persist = vi.spyOn(created.postgres, "persistAtLeast");
-
-    await Promise.all(Array.from({ length: 200 }, () => request(created.app).post("/visits")));
-    const lagMs = await eventually(() => created.postgresCount(), 200, 5_000);
-
-    console.info(
-      `write-behind: 200 visits persisted with ${persist.mock.calls.length} writes, lag ${lagMs} ms`,
-    );
-    expect(lagMs).toBeLessThanOrEqual(1_000);
-    expect(persist.mock.calls.length).toBeLessThan(20);
-  });
-
-  it("2. write-behind is monotonic and idempotent", async () => {
-    const id = uniqueId("monotonic");
+  it("counts a key repeated inside one batch once, and mixes keyed and plain visits", async () => {
+    const id = uniqueId("mixed-batch");
     const created = await instance({ id });
-    await created.postgres.persistAtLeast(50);
-    await created.postgres.persistAtLeast(50);
-    await created.postgres.persistAtLeast(10);
-    expect(await created.postgresCount()).toBe(50);
+    const keys = ["a", undefined, "b", "a", undefined, "b", "c"];
+    const { visits, count } = await created.postgres.countBatch(keys, 1_000);
+    expect(count).toBe(5);
+    // a: 1, (plain): 2, b: 3, a again: 1, (plain): 4, b again: 3, c: 5.
+    expect(visits.map((visit) => visit.count)).toEqual([1, 2, 3, 1, 4, 3, 5]);
+    expect(visits[0]?.count).toBe(visits[3]?.count);
+    expect(visits[3]?.replayed).toBe(true);
+    expect(visits[2]?.count).toBe(visits[5]?.count);
+    // A batch of replays alone counts nothing, and reports the count as it stands.
+    const replays = await created.postgres.countBatch(["a", "c"], 1_000);
+    expect(replays.count).toBe(5);
+    expect(replays.visits.every((visit) => visit.replayed)).toBe(true);
   });
 
-  it("2. flushes pending counts on graceful shutdown", async () => {
-    const id = uniqueId("shutdown-flush");
-    // An interval so long that only the shutdown flush can persist the visits.
-    const created = await instance({ id, flushIntervalMs: 600_000 });
-    for (let i = 0; i < 7; i++) await created.counter.increment();
-    expect(await created.postgresCount()).toBe(0);
-
-    await created.counter.stop();
-    expect(await created.postgresCount()).toBe(7);
-  });
-
-  it("6. reloads from PostgreSQL plus pending write-behind after Redis is emptied", async () => {
-    const id = uniqueId("flushall");
-    const created = await instance({ id, flushIntervalMs: 600_000 });
-    await created.postgres.persistAtLeast(40);
-    for (let i = 0; i < 10; i++) await created.counter.increment(); // 41..50, not yet persisted
-    expect(await created.postgresCount()).toBe(40);
-
-    await redis.exec(["redis-cli", "FLUSHALL"]);
-    expect(await created.redisCount(id)).toBeNull();
-
-    const res = await request(created.app).post("/visits");
-    expect(res.body).toEqual({ count: 51 });
-    expect(await created.redisCount(id)).toBe(51);
-  });
-
-  it("GET /visits is a cache-aside read: Redis, else PostgreSQL, then Redis is populated", async () => {
+  it("GET /visits is cache-aside: the count a visit raised, else PostgreSQL's, which fills the cache", async () => {
     const id = uniqueId("cache-aside");
     const created = await instance({ id });
-    await created.postgres.persistAtLeast(33);
+    await request(created.app).post("/visits");
+    const cached = await request(created.app).get("/visits");
+    expect(cached.body).toEqual({ count: 1 });
+    expect(cached.headers["x-counter-source"]).toBe("cache");
 
-    const first = await request(created.app).get("/visits");
-    expect(first.body).toEqual({ count: 33 });
-    expect(first.headers["x-counter-source"]).toBe("postgres");
-    expect(await created.redisCount(id)).toBe(33);
-
-    const second = await request(created.app).get("/visits");
-    expect(second.body).toEqual({ count: 33 });
-    expect(second.headers["x-counter-source"]).toBe("redis");
+    await redisCli("DEL", created.cacheKey, `${created.cacheKey}:fresh`);
+    const missed = await request(created.app).get("/visits");
+    expect(missed.body).toEqual({ count: 1 });
+    expect(missed.headers["x-counter-source"]).toBe("postgres");
+    await eventually(
+      async () => (await request(created.app).get("/visits")).headers["x-counter-source"],
+      "cache",
+    );
   });
 
-  it("1000 concurrent POST /visits over real sockets: all distinct, Redis and PostgreSQL +1000", async () => {
+  it("a cached count is only ever raised, and is read only while fresh", async () => {
+    const id = uniqueId("raise");
+    const created = await instance({ id, cacheTtlSeconds: 1 });
+    await created.cache.raise(created.cacheKey, 10);
+    await created.cache.raise(created.cacheKey, 7); // a late raise from a stalled replica
+    expect(await created.cache.get(created.cacheKey)).toBe(10);
+    await eventually(() => created.cache.get(created.cacheKey), null, 3_000);
+    // After the lifetime the count stays as a floor: a late, lower raise cannot bring back
+    // a lower count, and a GET reads PostgreSQL (0 here) instead.
+    await created.cache.raise(created.cacheKey, 7);
+    expect(await redisCli("GET", created.cacheKey)).toBe("10");
+    expect(await created.cache.get(created.cacheKey)).toBeNull();
+  });
+
+  it("after a reconnection, reads wait until the cache holds PostgreSQL's count (Redis restored from an older file)", async () => {
+    const id = uniqueId("refresh");
+    const created = await instance({ id });
+    for (let i = 0; i < 10; i++) await created.counter.increment();
+    // At once, as a restart from an older file would: an old, still "fresh" count, and
+    // every connection dropped.
+    await redis.exec([
+      "sh",
+      "-c",
+      `printf 'MULTI\nSET ${created.cacheKey} 3\nSET ${created.cacheKey}:fresh 1 EX 60\nCLIENT KILL TYPE normal\nEXEC\n' | redis-cli`,
+    ]);
+    const seen = new Set<number>();
+    const until = Date.now() + 1_500;
+    while (Date.now() < until) seen.add((await request(created.app).get("/visits")).body.count);
+    expect([...seen]).toEqual([10]);
+    expect(await redisCli("GET", created.cacheKey)).toBe("10");
+  });
+
+  it("1000 concurrent POST /visits over real sockets: all distinct, PostgreSQL +1000", async () => {
     const id = uniqueId("concurrency");
     const created = await instance({ id });
     const url = await created.listen();
-
     const responses = await Promise.all(
       Array.from({ length: 1000 }, async () => {
         const res = await fetch(`${url}/visits`, { method: "POST" });
@@ -140,40 +153,80 @@ describe("visit counter with both stores up", () => {
         return ((await res.json()) as { count: number }).count;
       }),
     );
-
     expect(new Set(responses).size).toBe(1000);
     expect(Math.min(...responses)).toBe(1);
     expect(Math.max(...responses)).toBe(1000);
-    expect(await created.redisCount(id)).toBe(1000);
-    const lagMs = await eventually(() => created.postgresCount(), 1000, 5_000);
-    console.info(`concurrency: 1000 distinct numbers, PostgreSQL caught up in ${lagMs} ms`);
+    expect(await created.postgresCount()).toBe(1000);
+    expect((await request(created.app).get("/visits")).body).toEqual({ count: 1000 });
   });
 
-  it("a fresh instance with an empty Redis continues from PostgreSQL", async () => {
-    const id = uniqueId("persistence");
-    const first = await instance({ id });
-    for (let i = 0; i < 25; i++) await first.counter.increment();
-    await first.close();
-    instances.splice(instances.indexOf(first), 1);
-    await redis.exec(["redis-cli", "DEL", id]);
-
-    const second = await instance({ id });
-    const res = await request(second.app).post("/visits");
-    expect(res.body).toEqual({ count: 26 });
+  it("deletes expired keys, a bounded number at a time", async () => {
+    const id = uniqueId("expiry");
+    const created = await instance({ id, keyTtlSeconds: 60 });
+    await created.postgres.pool.query(
+      `INSERT INTO visit_requests (counter_id, key, count, created_at)
+       SELECT $1, 'old-' || i, i, now() - interval '2 minutes' - i * interval '1 second'
+       FROM generate_series(1, 250) AS i`,
+      [id],
+    );
+    const left = async () =>
+      Number(
+        (
+          await created.postgres.pool.query<{ n: string }>(
+            "SELECT count(*) AS n FROM visit_requests WHERE counter_id = $1 AND key LIKE 'old-%'",
+            [id],
+          )
+        ).rows[0]?.n,
+      );
+    // One keyed visit starts one cleanup of at most max(100, 2 × keys since the last one).
+    await created.counter.increment("new-1");
+    await eventually(left, 150);
+    // Oldest first: old-250 … old-151 are gone, and a key that expired counts again.
+    const again = await created.counter.increment("old-250");
+    expect(again.replayed).toBe(false);
+    expect(again.count).toBe(2);
   });
 
-  it("creates its schema idempotently, including on an existing database", async () => {
-    const id = uniqueId("migration");
+  it("migrates an existing database: the count carries over, keys still replay", async () => {
+    const id = uniqueId("upgrade");
+    // What the previous version left: its count and a key it remembered.
     const created = await instance({ id });
-    await created.postgres.ensureSchema();
-    const again = await instance({ id });
-    await expect(again.postgres.ensureSchema()).resolves.toBeUndefined();
-    const table = await created.postgres.pool.query(
+    await created.postgres.pool.query("UPDATE visit_counts SET count = 500 WHERE id = $1", [id]);
+    await created.postgres.pool.query(
+      "INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, 'kept', 480)",
+      [id],
+    );
+    const upgraded = await instance({ id });
+    expect(await upgraded.counter.increment()).toMatchObject({ count: 501, replayed: false });
+    expect(await upgraded.counter.increment("kept")).toMatchObject({ count: 480, replayed: true });
+    const table = await upgraded.postgres.pool.query(
       "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'visit_counts' ORDER BY ordinal_position",
     );
     expect(table.rows).toEqual([
       { column_name: "id", data_type: "text" },
       { column_name: "count", data_type: "bigint" },
     ]);
+  });
+
+  it("a replica starting while a batch holds its locks does not wait for it", async () => {
+    const id = uniqueId("start-under-load");
+    const created = await instance({ id });
+    // An open transaction holding a key claim and the counter's row, as a batch in flight.
+    const holder = await created.postgres.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(
+        "INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, 'held', 0)",
+        [id],
+      );
+      await holder.query("UPDATE visit_counts SET count = count WHERE id = $1", [id]);
+      const starting = new CounterInstance({ postgres, redis, id });
+      instances.push(starting);
+      // The migration finds the schema in place and takes no lock on it.
+      await expect(starting.postgres.ensureSchema()).resolves.toBeUndefined();
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
   });
 });

@@ -6,8 +6,8 @@ export type ReadinessCheck = () => Promise<unknown>;
 
 export interface ReadinessOptions {
   checks: Record<string, ReadinessCheck>;
-  /** "all": every dependency must answer. "any": one is enough (an app with a fallback). */
-  require?: "all" | "any";
+  /** Checks that are reported but do not decide readiness (a cache the app can do without). */
+  optional?: string[];
   timeoutMs?: number;
 }
 
@@ -19,15 +19,14 @@ interface CheckResult {
 
 /** `GET /readyz`: 200 when the app can serve, 503 otherwise; the body reports each dependency. */
 export function readinessHandler(options: ReadinessOptions): RequestHandler {
-  const { checks, require = "all", timeoutMs = 1_000 } = options;
+  const { checks, optional = [], timeoutMs = 1_000 } = options;
   return async (_req, res) => {
     const entries = await Promise.all(
       Object.entries(checks).map(
         async ([name, check]) => [name, await runCheck(check, timeoutMs)] as const,
       ),
     );
-    const oks = entries.map(([, result]) => result.ok);
-    const ready = oks.length === 0 || (require === "all" ? oks.every(Boolean) : oks.some(Boolean));
+    const ready = entries.every(([name, result]) => result.ok || optional.includes(name));
     res
       .status(ready ? 200 : 503)
       .json({ status: ready ? "ready" : "not ready", checks: Object.fromEntries(entries) });

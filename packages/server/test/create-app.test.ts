@@ -47,11 +47,12 @@ describe("createApp", () => {
     expect(res.body.checks.cache).toMatchObject({ ok: false, error: "connection refused" });
   });
 
-  it("is ready with one working dependency when any is enough", async () => {
-    const app = testApp({ readiness: { checks: { db: up, cache: down }, require: "any" } });
+  it("is ready when only an optional dependency fails, and still reports it", async () => {
+    const app = testApp({ readiness: { checks: { db: up, cache: down }, optional: ["cache"] } });
     const res = await request(app).get("/readyz");
     expect(res.status).toBe(200);
     expect(res.body.status).toBe("ready");
+    expect(res.body.checks.cache.ok).toBe(false);
   });
 
   it("times out a check that hangs", async () => {

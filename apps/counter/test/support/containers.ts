@@ -1,5 +1,8 @@
 import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
 
@@ -104,19 +107,48 @@ export async function startPostgres(): Promise<StoreContainer> {
   return new StoreContainer(container, port, POSTGRES_READY);
 }
 
-export async function startRedis(): Promise<StoreContainer> {
+/** Redis as the stack runs it, a cache without persistence, plus a snapshot on demand. */
+export class RedisContainer extends StoreContainer {
+  #snapshot: string | undefined;
+
+  /** Saves the data file now and keeps a copy of it. */
+  async saveSnapshot(): Promise<void> {
+    await this.exec(["redis-cli", "SAVE"]);
+    this.#snapshot ??= await mkdtemp(join(tmpdir(), "redis-snapshot-"));
+    await run("docker", ["cp", `${this.container.getId()}:/data/dump.rdb`, this.#snapshot]);
+  }
+
+  /** Puts the saved copy back as the data file (the container must be stopped). */
+  async restoreSnapshot(): Promise<void> {
+    if (!this.#snapshot) throw new Error("no snapshot saved");
+    await run("docker", [
+      "cp",
+      join(this.#snapshot, "dump.rdb"),
+      `${this.container.getId()}:/data/dump.rdb`,
+    ]);
+  }
+
+  override async remove(): Promise<void> {
+    if (this.#snapshot) await rm(this.#snapshot, { recursive: true, force: true });
+    await super.remove();
+  }
+}
+
+export async function startRedis(): Promise<RedisContainer> {
   const port = await freePort();
   const container = await new GenericContainer(REDIS_IMAGE)
-    // Append-only persistence, as in compose: a clean stop keeps every count.
-    .withCommand(["redis-server", "--appendonly", "yes", "--appendfsync", "everysec"])
+    // A pure cache, as in compose: nothing written unless a test asks (SAVE), and a
+    // start loads the data file if there is one (a test puts an older one back).
+    .withCommand(["redis-server", "--save", "", "--appendonly", "no"])
     .withExposedPorts({ container: 6379, host: port })
     .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
     .withStartupTimeout(60_000)
     .start();
-  return new StoreContainer(container, port, ["redis-cli", "ping"]);
+  // `redis-cli ping` exits 0 on an error reply too (LOADING while a file loads): require PONG.
+  return new RedisContainer(container, port, ["sh", "-c", "redis-cli ping | grep -q PONG"]);
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();

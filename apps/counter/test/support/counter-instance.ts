@@ -4,27 +4,26 @@ import type { AddressInfo } from "node:net";
 import { createLogger } from "@app/server";
 import { createCounterApp } from "../../src/app.ts";
 import { PostgresStore } from "../../src/postgres-store.ts";
-import { RedisStore } from "../../src/redis-store.ts";
+import { RedisCache } from "../../src/redis-cache.ts";
 import { VisitCounter } from "../../src/visit-counter.ts";
 import { POSTGRES_CREDENTIALS, type StoreContainer } from "./containers.ts";
 
 export interface InstanceOptions {
   postgres: StoreContainer;
   redis: StoreContainer;
-  /** Row id and Redis key: a fresh one per test keeps tests independent on shared containers. */
+  /** Row id (and cache key): a fresh one per test keeps tests independent on shared containers. */
   id: string;
-  flushIntervalMs?: number;
+  cacheTtlSeconds?: number;
+  keyTtlSeconds?: number;
 }
 
-// Short, to keep the tests quick, but long enough for the PostgreSQL path to settle.
-const RECOVERY_WINDOW_MS = 1_000;
-
-/** One counter app wired exactly as main.ts does, against the test containers. */
+/** One counter app wired exactly as main.ts does, in this process, against the test containers. */
 export class CounterInstance {
   readonly postgres: PostgresStore;
-  readonly redis: RedisStore;
+  readonly cache: RedisCache;
   readonly counter: VisitCounter;
   readonly app: ReturnType<typeof createCounterApp>;
+  readonly cacheKey: string;
   #server: Server | undefined;
 
   constructor(options: InstanceOptions) {
@@ -32,6 +31,7 @@ export class CounterInstance {
       name: "counter-test",
       level: process.env.TEST_LOG_LEVEL ?? "silent",
     });
+    this.cacheKey = `count:${options.id}`;
     this.postgres = new PostgresStore(
       options.id,
       {
@@ -42,35 +42,34 @@ export class CounterInstance {
       },
       logger,
     );
-    this.redis = new RedisStore(
-      { url: `redis://${options.redis.host}:${options.redis.port}`, commandTimeoutMs: 500 },
+    this.cache = new RedisCache(
+      {
+        url: `redis://${options.redis.host}:${options.redis.port}`,
+        timeoutMs: 50,
+        ttlSeconds: options.cacheTtlSeconds ?? 5,
+      },
       logger,
     );
     this.counter = new VisitCounter({
-      key: options.id,
-      redis: this.redis,
+      id: options.id,
       postgres: this.postgres,
+      cache: this.cache,
       logger,
-      flushIntervalMs: options.flushIntervalMs ?? 200,
-      recoveryWindowMs: RECOVERY_WINDOW_MS,
-      requestTtlSeconds: 300,
+      timeoutMs: 1_000,
+      keyTtlSeconds: options.keyTtlSeconds ?? 300,
     });
     this.app = createCounterApp({
       counter: this.counter,
       logger,
-      readiness: { redis: () => this.redis.ping(), postgres: () => this.postgres.ping() },
+      readiness: { postgres: () => this.postgres.ping(), redis: () => this.cache.ping() },
     });
   }
 
-  /**
-   * Connects like main.ts, then waits out the recovery window that follows every
-   * Redis connection, so the test starts on the hot path.
-   */
+  /** Connects like main.ts, and waits until the cache is in use. */
   async start(): Promise<this> {
-    await this.redis.connect();
     await this.postgres.ensureSchema();
-    this.counter.start();
-    await new Promise((resolve) => setTimeout(resolve, RECOVERY_WINDOW_MS));
+    this.cache.connect();
+    await eventually(async () => this.cache.isReady, true);
     return this;
   }
 
@@ -89,17 +88,12 @@ export class CounterInstance {
       server.closeAllConnections();
       await closed;
     }
-    await this.counter.stop().catch(() => {});
-    await this.redis.close();
+    this.cache.close();
     await this.postgres.close();
   }
 
-  async postgresCount(): Promise<number> {
+  postgresCount(): Promise<number> {
     return this.postgres.read();
-  }
-
-  redisCount(key: string): Promise<number | null> {
-    return this.redis.get(key);
   }
 }
 

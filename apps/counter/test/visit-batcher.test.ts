@@ -1,0 +1,91 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { DeadlineError } from "../src/deadline.ts";
+import type { Increment } from "../src/postgres-store.ts";
+import { type CountBatch, VisitBatcher } from "../src/visit-batcher.ts";
+
+/** A fake row: each batch adds one per visit after `ms`, like a transaction in flight. */
+function fakeRow(ms = 5) {
+  let count = 100;
+  const batches: Array<{ keys: ReadonlyArray<string | undefined>; timeoutMs: number; at: number }> =
+    [];
+  const countBatch: CountBatch<Increment> = async (keys, timeoutMs) => {
+    batches.push({ keys, timeoutMs, at: Date.now() });
+    await sleep(ms);
+    return keys.map((): Increment => ({ count: ++count, replayed: false }));
+  };
+  return { countBatch, batches };
+}
+
+describe("visit batcher (group commit)", () => {
+  it("counts the visits that arrive during a batch in the next one, each with its own number", async () => {
+    const row = fakeRow();
+    const batcher = new VisitBatcher(row.countBatch, 1_000);
+    const counted = await Promise.all(Array.from({ length: 50 }, () => batcher.count()));
+    // The first visit runs alone; the 49 that arrived meanwhile share the next batch.
+    expect(row.batches.map((batch) => batch.keys.length)).toEqual([1, 49]);
+    expect(counted.map((visit) => visit.count)).toEqual(
+      Array.from({ length: 50 }, (_, i) => 101 + i),
+    );
+  });
+
+  it("passes the keys on, in order", async () => {
+    const row = fakeRow();
+    const batcher = new VisitBatcher(row.countBatch, 1_000);
+    expect(await batcher.count("key-1")).toEqual({ count: 101, replayed: false });
+    expect(await batcher.count()).toEqual({ count: 102, replayed: false });
+    expect(row.batches.map((batch) => batch.keys)).toEqual([["key-1"], [undefined]]);
+  });
+
+  it("gives a batch the time its oldest visit has left", async () => {
+    const row = fakeRow(100);
+    const batcher = new VisitBatcher(row.countBatch, 1_000);
+    const first = batcher.count();
+    await sleep(40);
+    const arrived = Date.now();
+    const second = batcher.count(); // waits in the queue for the first batch
+    await Promise.all([first, second]);
+    const batch = row.batches[1];
+    if (!batch) throw new Error("no second batch");
+    // Its deadline is its arrival + 1 s, whatever it spent in the queue (±1 ms of clock tick).
+    expect(Math.abs(batch.at + batch.timeoutMs - (arrived + 1_000))).toBeLessThanOrEqual(1);
+  });
+
+  it("fails every visit of a failed batch, and serves the queued ones with the next", async () => {
+    let fail = true;
+    const row = fakeRow();
+    const batcher = new VisitBatcher(async (keys, timeoutMs) => {
+      if (fail) {
+        fail = false;
+        await sleep(5);
+        throw new Error("connection lost");
+      }
+      return row.countBatch(keys, timeoutMs);
+    }, 1_000);
+    const first = batcher.count();
+    const queued = [batcher.count(), batcher.count()];
+    await expect(first).rejects.toThrow("connection lost");
+    expect((await Promise.all(queued)).map((visit) => visit.count)).toEqual([101, 102]);
+  });
+
+  it("answers a visit still queued at its deadline, without ever sending it", async () => {
+    const row = fakeRow(300); // a batch that takes longer than a visit may wait
+    const batcher = new VisitBatcher(row.countBatch, 200);
+    const inFlight = batcher.count();
+    await sleep(10);
+    const queued = batcher.count();
+    // Answered at its own deadline, before the batch ahead of it ends.
+    const first = await Promise.race([
+      queued.then(
+        () => "counted",
+        (error: unknown) => (error instanceof DeadlineError ? "deadline" : "other error"),
+      ),
+      inFlight.then(() => "batch ahead ended"),
+    ]);
+    expect(first).toBe("deadline");
+    await inFlight;
+    await sleep(20);
+    // Only the first visit's batch ever ran.
+    expect(row.batches.map((batch) => batch.keys.length)).toEqual([1]);
+  });
+});
