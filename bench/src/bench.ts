@@ -299,7 +299,7 @@ function resultsTable(m: Measurements): Table {
       during(m.visits),
     ],
     [
-      "POST /api/visits, cache stopped (PostgreSQL path)",
+      "POST /api/visits, cache stopped",
       ...loadCells(m.outage),
       vsHello(m.outage),
       `p99 ≤ ${TARGETS.outageP99Ms} ms, 0 errors`,

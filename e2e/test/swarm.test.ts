@@ -63,9 +63,7 @@ afterAll(async () => {
     ]);
     expect(stdout.trim()).toBe("");
   }, 60_000).catch(() => {});
-  await run("docker", ["volume", "rm", `${stackName}_db-data`, `${stackName}_cache-data`]).catch(
-    () => {},
-  );
+  await run("docker", ["volume", "rm", `${stackName}_db-data`]).catch(() => {});
   if (swarmStartedHere) await run("docker", ["swarm", "leave", "--force"]).catch(() => {});
   await stack.destroy();
 });
