@@ -148,57 +148,47 @@ export class PostgresStore {
 
   /**
    * Counts a batch of visits in one transaction and returns each visit's number, in
-   * order, and the count after the batch (above every number, replays included). `keys[i]` is visit i's Idempotency-Key, if it has one: a key counted before
-   * (or earlier in this batch) gets its number back, `replayed`. Resolves only after
-   * the commit; rejects if the commit is not confirmed within `timeoutMs`.
+   * order, and the count after the batch. `keys[i]` is visit i's Idempotency-Key, if
+   * any: a key counted before (or earlier in this batch) gets its number back,
+   * `replayed`. Resolves only after the commit, within `timeoutMs` or not at all.
    */
-  async countBatch(
-    keys: ReadonlyArray<string | undefined>,
-    timeoutMs: number,
-  ): Promise<CountedBatch> {
-    const distinct = [...new Set(keys.filter((key) => key !== undefined))];
-    if (distinct.length === 0) {
-      // One autocommit statement: the common case costs one round trip.
-      return this.#withClient(timeoutMs, async (client) => {
-        const last = await this.#count(client, BUMP, [this.#id, keys.length]);
-        const visits = keys.map((_, i) => ({ count: last - keys.length + i + 1, replayed: false }));
-        return { visits, count: last };
-      });
-    }
+  countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number): Promise<CountedBatch> {
+    const claims = [...new Set(keys.filter((key) => key !== undefined))];
     return this.#withClient(timeoutMs, async (client) => {
-      await client.query("BEGIN");
-      const claimed = await client.query<{ key: string; count: string }>(CLAIM, [
-        this.#id,
-        distinct,
-      ]);
-      const earlier = new Map(claimed.rows.map((row) => [row.key, Number(row.count)]));
-      // Offsets in the new range: visits without a key, and the first visit of each new key.
-      const offsets = new Map<number, number>(); // visit index → offset (1..n)
-      const newKeys = new Map<string, number>(); // key → offset
-      keys.forEach((key, i) => {
-        if (key === undefined) offsets.set(i, offsets.size + 1);
-        else if (earlier.get(key) === 0 && !newKeys.has(key)) {
-          offsets.set(i, offsets.size + 1);
-          newKeys.set(key, offsets.size);
-        }
+      // Without keys, one autocommit statement is the whole transaction: one round trip.
+      if (claims.length > 0) await client.query("BEGIN");
+      const claimed =
+        claims.length === 0
+          ? []
+          : (await client.query<{ key: string; count: string }>(CLAIM, [this.#id, claims])).rows;
+      const committed = new Map(claimed.map((row) => [row.key, Number(row.count)]));
+      // Each visit's place in the new range (1…n), or the number its key already has.
+      const positions = new Map<string, number>(); // key claimed now → its place
+      let n = 0;
+      const slots = keys.map((key) => {
+        if (key === undefined) return { place: ++n, replayed: false };
+        const number = committed.get(key) ?? 0;
+        if (number > 0) return { number, replayed: true };
+        const place = positions.get(key);
+        if (place !== undefined) return { place, replayed: true }; // again in this batch
+        positions.set(key, ++n);
+        return { place: n, replayed: false };
       });
-      const last = await this.#count(client, BUMP_AND_NUMBER, [
-        this.#id,
-        offsets.size,
-        [...newKeys.keys()],
-        [...newKeys.values()],
-      ]);
-      await client.query("COMMIT");
-      const first = last - offsets.size;
-      const visits = keys.map((key, i) => {
-        const offset = offsets.get(i);
-        if (offset !== undefined) return { count: first + offset, replayed: false };
-        // A key seen before: committed earlier, or counted by an earlier visit of this batch.
-        const committed = earlier.get(key as string) ?? 0;
-        const number = committed > 0 ? committed : first + (newKeys.get(key as string) ?? 0);
-        return { count: number, replayed: true };
-      });
-      return { visits, count: last };
+      const count =
+        claims.length === 0
+          ? await this.#count(client, BUMP, [this.#id, n])
+          : await this.#count(client, BUMP_AND_NUMBER, [
+              this.#id,
+              n,
+              [...positions.keys()],
+              [...positions.values()],
+            ]);
+      if (claims.length > 0) await client.query("COMMIT");
+      const visits = slots.map((slot) => ({
+        count: slot.number ?? count - n + (slot.place ?? 0),
+        replayed: slot.replayed,
+      }));
+      return { visits, count };
     });
   }
 
