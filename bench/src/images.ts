@@ -25,7 +25,7 @@ export async function imageSizes(stack: Stack): Promise<ImageSize[]> {
   const bases: Record<string, string> = {
     backend: process.env.NODE_IMAGE || "node:24-trixie-slim",
     counter: process.env.NODE_IMAGE || "node:24-trixie-slim",
-    frontend: process.env.NGINX_IMAGE || "nginx:1.27",
+    frontend: process.env.NGINX_IMAGE || "nginx:1.30",
   };
   const sizes: ImageSize[] = [];
   for (const [service, image] of await stack.builtImages()) {

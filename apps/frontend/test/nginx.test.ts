@@ -1,5 +1,5 @@
 // Builds the frontend image and checks the nginx configuration for real, in Docker.
-// nginx resolves the service names at request time through Docker's embedded DNS, which
+// nginx resolves the service names while it runs through Docker's embedded DNS, which
 // ignores /etc/hosts (`--add-host`), so the services behind the proxy are faked by tiny
 // Node HTTP servers in containers on user-defined networks created by the test, reached
 // by their network aliases ("backend", "counter") like the real services in Compose.
@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const execFile = promisify(execFileCallback);
 
-const NGINX_IMAGE = process.env.NGINX_IMAGE || "nginx:1.27";
+const NGINX_IMAGE = process.env.NGINX_IMAGE || "nginx:1.30";
 const NODE_IMAGE = process.env.NODE_IMAGE ?? "node:24-trixie-slim";
 const CONTEXT = fileURLToPath(new URL("..", import.meta.url));
 const RUN_ID = `${process.pid}-${Date.now().toString(36)}`;
@@ -98,6 +98,8 @@ interface Received {
   method: string;
   url: string;
   httpVersion: string;
+  /** The port nginx connected from: the same port again means a reused connection. */
+  remotePort: number;
   headers: IncomingHttpHeaders;
   bodyLength: number;
 }
@@ -127,7 +129,8 @@ http
     req.on("end", () => {
       const { method, url, httpVersion, headers } = req;
       if (url === "/__received") return json(res, 200, received);
-      received.push({ method, url, httpVersion, headers, bodyLength });
+      const remotePort = req.socket.remotePort;
+      received.push({ method, url, httpVersion, headers, bodyLength, remotePort });
       const key = method + " " + url.split("?")[0];
       const reply = routes[key] ?? { status: 404, body: { error: "Not found: " + key } };
       if (reply === "never") return;
@@ -330,14 +333,18 @@ describe("nginx configuration", () => {
       "nginx",
       "-T",
     );
-    expect(stdout).toContain("set $backend_upstream api.internal:4001;");
-    expect(stdout).toContain("set $counter_upstream visits.internal:4002;");
-    expect(stdout).toContain("proxy_pass http://$backend_upstream;");
-    expect(stdout).toContain("proxy_pass http://$counter_upstream;");
+    // Upstreams that keep their addresses up to date (`resolve`) and idle connections open.
+    expect(stdout).toMatch(
+      /upstream backend \{\s+zone backend 64k;\s+server api\.internal:4001 resolve;\s+keepalive 32;/,
+    );
+    expect(stdout).toMatch(
+      /upstream counter \{\s+zone counter 64k;\s+server visits\.internal:4002 resolve;\s+keepalive 32;/,
+    );
+    expect(stdout).toContain("proxy_pass http://backend;");
+    expect(stdout).toContain("proxy_pass http://counter;");
+    expect(stdout).toContain("proxy_http_version 1.1;");
     // The entrypoint took the nameserver from resolv.conf: Docker's embedded DNS.
     expect(stdout).toContain("resolver 127.0.0.11 valid=2s ipv6=off;");
-    // No upstream{} block, whose names nginx would resolve once, at start.
-    expect(stdout).not.toMatch(/^\s*upstream\s/m);
     expect(stdout).toContain("proxy_set_header Host $host;");
     expect(stdout).not.toContain("clobbered");
     expect(stdout).not.toContain("${");
@@ -473,6 +480,16 @@ describe("frontend container", () => {
     // The client's id is replaced by nginx's, which comes back exactly once.
     expect(headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
     expect(res.headers.get("x-request-id")).toBe(headers["x-request-id"]);
+  });
+
+  it("reuses its connections to a service (upstream keepalive)", async () => {
+    for (let i = 0; i < 20; i++)
+      expect((await fetch(`${url}/api/data?keepalive=${i}`)).status).toBe(200);
+    const requests = (await backend.received()).filter((r) => r.url.startsWith("/data?keepalive="));
+    expect(requests).toHaveLength(20);
+    // Sequential requests: each nginx worker (one per core) reuses its idle connection.
+    const connections = new Set(requests.map((r) => r.remotePort));
+    expect(connections.size).toBeLessThanOrEqual(4);
   });
 
   it("keeps query strings and encoded characters when stripping /api", async () => {
