@@ -353,9 +353,10 @@ describe("nginx configuration", () => {
 
 describe("frontend container", () => {
   let url: string;
+  let container: string;
 
   beforeAll(async () => {
-    ({ url } = await startFrontend("main", { network }));
+    ({ url, container } = await startFrontend("main", { network }));
   });
 
   it("serves the page with security headers and no nginx version", async () => {
@@ -480,6 +481,31 @@ describe("frontend container", () => {
     // The client's id is replaced by nginx's, which comes back exactly once.
     expect(headers["x-request-id"]).toMatch(/^[0-9a-f]{32}$/);
     expect(res.headers.get("x-request-id")).toBe(headers["x-request-id"]);
+  });
+
+  it("logs each request as one JSON line: request id, status, upstream and times", async () => {
+    const res = await fetch(`${url}/api/data?logged=1`);
+    const id = res.headers.get("x-request-id");
+    // The access log is buffered and flushed at least every second.
+    let line: Record<string, unknown> | undefined;
+    const deadline = Date.now() + 5_000;
+    while (!line && Date.now() < deadline) {
+      await sleep(250);
+      const { stdout } = await docker("logs", container);
+      const found = stdout.split("\n").find((l) => l.includes(`"request_id":"${id}"`));
+      if (found) line = JSON.parse(found);
+    }
+    expect(line).toMatchObject({
+      request_id: id,
+      method: "GET",
+      uri: "/api/data?logged=1",
+      status: 200,
+      upstream: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+:3001$/),
+      upstream_status: "200",
+      request_time: expect.any(Number),
+    });
+    // The id nginx logged is the one the service received.
+    expect((await backend.last("/data?logged=1"))?.headers["x-request-id"]).toBe(id);
   });
 
   it("reuses its connections to a service (upstream keepalive)", async () => {

@@ -15,6 +15,8 @@ export interface AppOptions {
   exposeErrors?: boolean;
   /** Largest JSON body accepted. */
   bodyLimit?: string;
+  /** A request slower than this is logged as a warning. */
+  slowRequestMs?: number;
 }
 
 // A request id from the proxy (Nginx sets X-Request-Id) is kept, so one id follows
@@ -23,7 +25,14 @@ const REQUEST_ID = /^[\w.-]{1,128}$/;
 
 /** An Express app with the behaviour every service shares. */
 export function createApp(options: AppOptions): Express {
-  const { logger, routes, readiness, exposeErrors = false, bodyLimit = "16kb" } = options;
+  const {
+    logger,
+    routes,
+    readiness,
+    exposeErrors = false,
+    bodyLimit = "16kb",
+    slowRequestMs = 1_000,
+  } = options;
   const app = express();
 
   app.disable("x-powered-by");
@@ -38,13 +47,25 @@ export function createApp(options: AppOptions): Express {
         const id =
           typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
         res.setHeader("X-Request-Id", id);
+        // Called first thing for every request: when it arrived, for `customLogLevel`.
+        res.locals.receivedAt = performance.now();
         return id;
+      },
+      // Nginx's access log is the request log: one JSON line per request, with this
+      // request id. The service adds what Nginx cannot know, so each request is logged
+      // here at `debug` only, unless it failed (`error`) or was slow (`warn`).
+      customLogLevel(_req, res, error) {
+        if (error || res.statusCode >= 500) return "error";
+        const receivedAt = (res as { locals?: { receivedAt?: number } }).locals?.receivedAt;
+        if (receivedAt !== undefined && performance.now() - receivedAt > slowRequestMs)
+          return "warn";
+        return "debug";
       },
       // Probes hit these every few seconds; logging them would drown the real traffic.
       autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" },
       // One short line per request: the id that ties it to Nginx's log, what was asked
       // and the outcome. The default serializers add every request and response header,
-      // several times the bytes, on the hot path of every request (docs/PERFORMANCE.md).
+      // several times the bytes, to every line.
       serializers: {
         req: (req: { id: unknown; method: string; url: string }) => ({
           id: req.id,

@@ -44,7 +44,10 @@ export function errorHandler(logger: Logger, exposeErrors: boolean): ErrorReques
       res.status(status).json({ error: clientMessage(error, status) });
       return;
     }
-    (req.log ?? logger).error({ err: error }, "request failed");
+    // pino-http logs the request's one line with this error and its stack; without
+    // pino-http (an app built without createApp) it is logged here.
+    if (req.log) (res as { err?: unknown }).err = error;
+    else logger.error({ err: error }, "request failed");
     const body: Record<string, unknown> = { error: "Internal Server Error" };
     if (exposeErrors && error instanceof Error) {
       body.detail = error.message;

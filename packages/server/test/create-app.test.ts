@@ -114,16 +114,29 @@ describe("createApp", () => {
     expect(shown.body.stack).toContain("create-app.test.ts");
   });
 
-  it("logs one short line per request: id, method, URL, status, duration; no headers", async () => {
-    const lines: string[] = [];
-    const app = createApp({
-      logger: pino({ level: "info" }, { write: (line: string) => lines.push(line) }),
+  /** An app logging at `level` into `lines`, with a fast, a slow and a failing route. */
+  function loggingApp(level: string, lines: string[]) {
+    return createApp({
+      logger: pino({ level }, { write: (line: string) => lines.push(line) }),
+      slowRequestMs: 20,
       routes(app) {
         app.get("/thing", (_req, res) => {
           res.json({ ok: true });
         });
+        app.get("/slow", async (_req, res) => {
+          await new Promise((resolve) => setTimeout(resolve, 60));
+          res.json({ ok: true });
+        });
+        app.get("/fail", () => {
+          throw new Error("boom");
+        });
       },
     });
+  }
+
+  it("at debug, logs one short line per request: id, method, URL, status, duration; no headers", async () => {
+    const lines: string[] = [];
+    const app = loggingApp("debug", lines);
     await request(app)
       .get("/thing?x=1")
       .set("X-Request-Id", "abc-123")
@@ -133,6 +146,7 @@ describe("createApp", () => {
     expect(lines).toHaveLength(1);
     const entry = JSON.parse(lines[0] ?? "{}");
     expect(entry).toMatchObject({
+      level: 20,
       msg: "request completed",
       req: { id: "abc-123", method: "GET", url: "/thing?x=1" },
       res: { statusCode: 200 },
@@ -141,6 +155,25 @@ describe("createApp", () => {
     expect(Object.keys(entry.req)).toEqual(["id", "method", "url"]);
     expect(Object.keys(entry.res)).toEqual(["statusCode"]);
     expect(lines[0]).not.toContain("secret");
+  });
+
+  it("at info, logs only failed and slow requests (Nginx logs every request)", async () => {
+    const lines: string[] = [];
+    const app = loggingApp("info", lines);
+    await request(app).get("/thing");
+    await request(app).get("/nope");
+    await request(app).get("/slow").set("X-Request-Id", "slow-1");
+    await request(app).get("/fail").set("X-Request-Id", "fail-1");
+    const entries = lines.map((line) => JSON.parse(line));
+    expect(entries.map((entry) => [entry.level, entry.req.id, entry.res.statusCode])).toEqual([
+      [40, "slow-1", 200],
+      [50, "fail-1", 500],
+    ]);
+    // The failure's one line carries the error, stack included.
+    expect(entries[1].err).toMatchObject({
+      message: "boom",
+      stack: expect.stringContaining("Error: boom"),
+    });
   });
 
   it("keeps a sane X-Request-Id and replaces a bad one", async () => {
