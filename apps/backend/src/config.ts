@@ -1,4 +1,11 @@
-import { loadConfig, logLevel, nodeEnv, port, shutdownTimeoutMs } from "@app/config";
+import {
+  loadConfig,
+  logLevel,
+  nodeEnv,
+  port,
+  shutdownDelayMs,
+  shutdownTimeoutMs,
+} from "@app/config";
 import { z } from "zod";
 
 export const backendConfigSchema = z.object({
@@ -6,6 +13,7 @@ export const backendConfigSchema = z.object({
   NODE_ENV: nodeEnv,
   LOG_LEVEL: logLevel,
   SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,
+  SHUTDOWN_DELAY_MS: shutdownDelayMs,
 });
 
 export type BackendConfig = z.infer<typeof backendConfigSchema>;

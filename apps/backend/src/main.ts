@@ -7,4 +7,10 @@ const config = loadConfigOrExit(() => loadBackendConfig());
 
 const logger = createLogger({ name: "backend", level: config.LOG_LEVEL });
 const app = createBackendApp({ logger, exposeErrors: config.NODE_ENV === "development" });
-await runServer({ app, port: config.PORT, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS });
+await runServer({
+  app,
+  port: config.PORT,
+  logger,
+  shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  shutdownDelayMs: config.SHUTDOWN_DELAY_MS,
+});

@@ -46,6 +46,10 @@ export function createCounterApp(options: CounterAppOptions): Express {
       // The tutorial's page, for opening the service directly in development.
       app
         .route("/")
+        // Express would answer HEAD with the GET handler: an uptime probe would count.
+        .head((_req, res) => {
+          res.type("html").end();
+        })
         .get(async (_req, res) => {
           const visit = await orUnavailable(counter.increment());
           res.type("html").send(page(visit.count));

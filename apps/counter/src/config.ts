@@ -1,4 +1,11 @@
-import { loadConfig, logLevel, nodeEnv, port, shutdownTimeoutMs } from "@app/config";
+import {
+  loadConfig,
+  logLevel,
+  nodeEnv,
+  port,
+  shutdownDelayMs,
+  shutdownTimeoutMs,
+} from "@app/config";
 import { z } from "zod";
 
 // A zero or negative duration would turn a deadline off (or make it fail everything).
@@ -10,6 +17,7 @@ export const counterConfigSchema = z.object({
   NODE_ENV: nodeEnv,
   LOG_LEVEL: logLevel,
   SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,
+  SHUTDOWN_DELAY_MS: shutdownDelayMs,
 
   /** Which counter this instance serves: its PostgreSQL row id, and `count:<id>` in Redis. */
   COUNTER_ID: z

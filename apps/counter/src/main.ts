@@ -59,6 +59,7 @@ await runServer({
   port: config.PORT,
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  shutdownDelayMs: config.SHUTDOWN_DELAY_MS,
   // In-flight requests have drained (each within its deadline): nothing is pending.
   onShutdown: [() => cache.close(), () => postgres.close()],
 });

@@ -1,6 +1,6 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
-import { withDeadline } from "./deadline.ts";
+import { DeadlineError, withDeadline } from "./deadline.ts";
 
 export interface PostgresOptions {
   host: string;
@@ -89,8 +89,6 @@ export class PostgresStore {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
-  /** Whether the last call reached PostgreSQL (answers from the cache say so when it did not). */
-  #reachable = true;
 
   constructor(id: string, options: PostgresOptions, logger: Logger) {
     const { timeoutMs, ...connection } = options;
@@ -114,10 +112,6 @@ export class PostgresStore {
     // An idle client whose server restarted emits here; without a listener the
     // process would crash. The pool replaces the client on next use.
     this.pool.on("error", (error) => logger.warn({ err: error }, "postgres: idle client error"));
-  }
-
-  get reachable(): boolean {
-    return this.#reachable;
   }
 
   /**
@@ -234,26 +228,16 @@ export class PostgresStore {
     work: (client: pg.PoolClient) => Promise<T>,
     migrateFirst = true,
   ): Promise<T> {
-    try {
-      const result = await this.#run(timeoutMs, work, migrateFirst);
-      this.#reachable = true;
-      return result;
-    } catch (error) {
-      this.#reachable = false;
-      throw error;
-    }
-  }
-
-  async #run<T>(timeoutMs: number, work: (client: pg.PoolClient) => Promise<T>, migrate: boolean) {
     const deadline = Date.now() + timeoutMs;
-    if (migrate) await withDeadline(this.ensureSchema(), timeoutMs, "postgres: no schema");
+    if (migrateFirst) await withDeadline(this.ensureSchema(), timeoutMs, "postgres: no schema");
+    if (deadline <= Date.now()) throw new DeadlineError("postgres: no time left");
     const checkout = this.pool.connect();
     let client: pg.PoolClient;
     try {
       client = await withDeadline(checkout, deadline - Date.now(), "postgres: no connection");
     } catch (error) {
-      // A connection that arrives after the deadline is closed at once.
-      checkout.then((late) => late.release(true)).catch(() => {});
+      // A connection that arrives after the deadline goes back to the pool, unused.
+      checkout.then((late) => late.release()).catch(() => {});
       throw error;
     }
     // The pool only listens for errors on idle clients; a checked-out client whose

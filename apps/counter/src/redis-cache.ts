@@ -7,36 +7,48 @@ export interface RedisCacheOptions {
   password?: string | undefined;
   /** Deadline of every command: a cache slower than this is skipped, never waited for. */
   timeoutMs: number;
-  /** Lifetime of a cached count after its last raise: the backstop for a stale one. */
+  /** How long a cached count is fresh after PostgreSQL confirmed it. */
   ttlSeconds: number;
 }
 
 /**
  * A cached count is two keys: the count itself, which never expires and is only ever
- * raised, and a marker that it is fresh, which expires `ttl` seconds after the last
- * raise that confirmed the count. Reads use the count only while the marker lives.
+ * raised, and a marker that it is fresh, which expires CACHE_TTL_SECONDS after the
+ * moment PostgreSQL confirmed the count (ARGV[2], an absolute time in ms). Reads use the
+ * count only while the marker lives.
  *
- * The count never expiring is what keeps it monotonic: a raise that arrives late (from
- * a replica that stalled, or a connection given up on) can never bring back a lower
- * count after a higher one had expired. A raise to a lower value changes nothing and
- * does not renew the marker. Replicas raising in any order leave the highest count.
+ * The count never expiring keeps it monotonic: a raise that arrives late (from a
+ * replica that stalled, or buffered by a frozen Redis) can never bring back a lower
+ * count after a higher one expired. A lower raise changes nothing, and a late one
+ * cannot make a count fresh for longer than TTL after its confirmation: an expiry in
+ * the past deletes the marker. Replicas raising in any order leave the highest count.
  */
 const RAISE = defineScript({
   NUMBER_OF_KEYS: 2,
   SCRIPT: `
     local current = tonumber(redis.call('GET', KEYS[1]))
-    if current and current > tonumber(ARGV[1]) then return 0 end
+    local count = tonumber(ARGV[1])
+    if current and current > count then return 0 end
     redis.call('SET', KEYS[1], ARGV[1])
-    redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+    if current == count and redis.call('PEXPIRETIME', KEYS[2]) >= tonumber(ARGV[2]) then
+      return 1
+    end
+    redis.call('SET', KEYS[2], '1', 'PXAT', ARGV[2])
     return 1`,
-  parseCommand(parser, key: string, value: number, ttlSeconds: number) {
+  parseCommand(parser, key: string, count: number, freshUntil: number) {
     parser.pushKeys([key, freshKey(key)]);
-    parser.push(String(value), String(ttlSeconds));
+    parser.push(String(count), String(Math.round(freshUntil)));
   },
   transformReply: undefined as unknown as () => number,
 });
 
 const freshKey = (key: string) => `${key}:fresh`;
+
+/** A cached count, and whether PostgreSQL confirmed it within the cache's lifetime. */
+export interface CachedCount {
+  count: number;
+  fresh: boolean;
+}
 
 const scripts = { raise: RAISE };
 
@@ -103,17 +115,21 @@ export class RedisCache {
     });
   }
 
-  /** The cached count if it is fresh, else null. */
-  async get(key: string): Promise<number | null> {
+  /** The cached count, or null when there is none. */
+  async get(key: string): Promise<CachedCount | null> {
     const [value, fresh] = await this.#call(() => this.#client.mGet([key, freshKey(key)]));
-    const count =
-      value === null || value === undefined || fresh === null ? Number.NaN : Number(value);
-    return Number.isSafeInteger(count) && count >= 0 ? count : null;
+    const count = Number(value ?? Number.NaN);
+    if (!Number.isSafeInteger(count) || count < 0) return null;
+    return { count, fresh: fresh !== null && fresh !== undefined };
   }
 
-  /** Raises the cached count to `count` (never lowers it); it is fresh for `ttlSeconds`. */
-  async raise(key: string, count: number): Promise<void> {
-    await this.#call(() => this.#client.raise(key, count, this.#ttlSeconds));
+  /**
+   * Raises the cached count to `count` (never lowers it), a count PostgreSQL confirmed
+   * at `confirmedAt` (ms since the epoch): fresh until `confirmedAt` + ttlSeconds.
+   */
+  async raise(key: string, count: number, confirmedAt: number): Promise<void> {
+    const freshUntil = confirmedAt + this.#ttlSeconds * 1000;
+    await this.#call(() => this.#client.raise(key, count, freshUntil));
   }
 
   async ping(): Promise<void> {

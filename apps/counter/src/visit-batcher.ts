@@ -13,6 +13,8 @@ interface Waiting<Counted> {
   key: string | undefined;
   deadline: number;
   timer: NodeJS.Timeout;
+  /** Settled: answered with a number, or with an error at its deadline. */
+  answered: boolean;
   resolve: (counted: Counted) => void;
   reject: (error: unknown) => void;
 }
@@ -23,13 +25,16 @@ interface Waiting<Counted> {
  * while one batch is in flight the visits that arrive wait, and the next batch counts
  * all of them in one transaction: a visit waits for about two commits at any load.
  *
- * Every visit has a deadline (`timeoutMs` after it arrived) that covers its whole way:
- * the wait in the queue and its batch, whose own deadline is that of its oldest visit.
- * A visit still queued at its deadline is answered with a DeadlineError and never sent.
+ * Every visit has its own deadline (`timeoutMs` after it arrived) for its whole way,
+ * queue and transaction, and is answered by then: with its number, or with a
+ * DeadlineError. A batch may take as long as its youngest visit has left, so one slow
+ * commit does not doom the batches after it; a visit answered at its deadline whose
+ * batch commits later was counted without an answer, as any visit whose answer is lost.
  */
 export class VisitBatcher<Counted> {
   readonly #countBatch: CountBatch<Counted>;
   readonly #timeoutMs: number;
+  /** Waiting for a batch, in arrival order. */
   readonly #queue = new Set<Waiting<Counted>>();
   #running = false;
 
@@ -45,9 +50,12 @@ export class VisitBatcher<Counted> {
         key,
         deadline: Date.now() + this.#timeoutMs,
         timer: setTimeout(() => {
+          // Still queued: never sent. In a batch: its commit is not known yet.
           this.#queue.delete(visit);
+          visit.answered = true;
           reject(new DeadlineError(`postgres: not counted within ${this.#timeoutMs} ms`));
         }, this.#timeoutMs),
+        answered: false,
         resolve,
         reject,
       };
@@ -61,8 +69,14 @@ export class VisitBatcher<Counted> {
     while (this.#queue.size > 0) {
       const batch = [...this.#queue];
       this.#queue.clear();
-      for (const visit of batch) clearTimeout(visit.timer);
-      const timeoutMs = Math.min(...batch.map((visit) => visit.deadline)) - Date.now();
+      // The youngest visit arrived last: its deadline is the batch's.
+      const timeoutMs = (batch.at(-1)?.deadline ?? 0) - Date.now();
+      const answer = (visit: Waiting<Counted>, settle: () => void) => {
+        if (visit.answered) return;
+        visit.answered = true;
+        clearTimeout(visit.timer);
+        settle();
+      };
       try {
         const counted = await this.#countBatch(
           batch.map((visit) => visit.key),
@@ -70,12 +84,15 @@ export class VisitBatcher<Counted> {
         );
         batch.forEach((visit, i) => {
           const number = counted[i];
-          if (number) visit.resolve(number);
-          else visit.reject(new Error("postgres: the batch returned no number for this visit"));
+          answer(visit, () =>
+            number === undefined
+              ? visit.reject(new Error("postgres: the batch returned no number for this visit"))
+              : visit.resolve(number),
+          );
         });
       } catch (error) {
         // Committed or not is unknown (a timeout, a lost connection): nobody gets a number.
-        for (const visit of batch) visit.reject(error);
+        for (const visit of batch) answer(visit, () => visit.reject(error));
       }
     }
     this.#running = false;

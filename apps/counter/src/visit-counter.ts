@@ -1,7 +1,8 @@
 import type { Logger } from "@app/server";
 import { coalesce } from "./coalesce.ts";
+import { withDeadline } from "./deadline.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
-import type { RedisCache } from "./redis-cache.ts";
+import type { CachedCount, RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
 
 /** A counted visit: its number, whether it is the answer to a retry, and whether the cache has it. */
@@ -17,11 +18,11 @@ export interface Visit extends Increment {
 export interface Reading {
   count: number;
   source: "cache" | "postgres";
-  /** Read from the cache while PostgreSQL is unreachable: visits may have been counted since. */
+  /** PostgreSQL did not answer, and the cache's count could not be confirmed. */
   stale: boolean;
 }
 
-/** Neither store could answer: the client may retry later (HTTP 503). */
+/** The counter cannot answer: the client may retry later (HTTP 503). */
 export class CounterUnavailableError extends Error {
   constructor(message: string, cause: unknown) {
     super(message, { cause });
@@ -35,37 +36,39 @@ export interface VisitCounterOptions {
   postgres: PostgresStore;
   cache: RedisCache;
   logger: Logger;
-  /** Deadline of a visit, from its arrival to its commit. */
+  /** Deadline of a request's PostgreSQL work, from its arrival. */
   timeoutMs: number;
   /** How long an Idempotency-Key is remembered. */
   keyTtlSeconds: number;
 }
 
 /**
- * Cache-aside over PostgreSQL.
+ * Cache-aside over PostgreSQL (docs/COUNTER.md).
  *
  * - POST: PostgreSQL alone hands out numbers. Concurrent visits share one transaction
  *   (VisitBatcher), each gets its own number from the batch's range, and a visit is
- *   answered only after the commit. Then the cached count is raised to the batch's
- *   highest number (set-if-greater), so a later GET sees it.
- * - GET: the cached count; on a miss (or with Redis slow or down) PostgreSQL's, which
- *   then fills the cache.
+ *   answered only after the commit, and after the cached count has been raised to the
+ *   batch's count, so a GET that starts after the answer sees it.
+ * - GET: the cached count while it is fresh; otherwise PostgreSQL's, which then raises
+ *   the cache. With PostgreSQL unreachable, whatever the cache holds, marked stale.
  * - Redis is never trusted for a number: it only ever holds counts PostgreSQL had
- *   committed, it is raised to PostgreSQL's count after every reconnection before reads
- *   use it, and every cached count expires `CACHE_TTL_SECONDS` after its last raise.
+ *   confirmed, each fresh for CACHE_TTL_SECONDS after that confirmation, and after every
+ *   (re)connection reads ignore it until a count confirmed since has been written to it.
  */
 export class VisitCounter {
   readonly #key: string;
   readonly #postgres: PostgresStore;
   readonly #cache: RedisCache;
   readonly #logger: Logger;
+  readonly #timeoutMs: number;
   readonly #keyTtlSeconds: number;
   readonly #batcher: VisitBatcher<Visit>;
-  /** PostgreSQL's count; concurrent GETs that miss the cache share one query. */
+  /** PostgreSQL's count; concurrent GETs that miss the cache share queries. */
   readonly #readPostgres: () => Promise<number>;
-  /** False from a (re)connection until the cache has been raised to PostgreSQL's count. */
-  #cacheRefreshed = false;
-  #connections = 0;
+  /** Counts Redis (re)connections: a count confirmed before the latest one cannot vouch for it. */
+  #connection = 0;
+  /** Whether, on this connection, Redis has been raised to a count confirmed since it began. */
+  #cacheTrusted = false;
   #cleaningKeys = false;
   /** Keys claimed since the last cleanup started. */
   #keysAdded = 0;
@@ -76,10 +79,19 @@ export class VisitCounter {
     this.#postgres = postgres;
     this.#cache = cache;
     this.#logger = logger;
+    this.#timeoutMs = timeoutMs;
     this.#keyTtlSeconds = options.keyTtlSeconds;
     this.#readPostgres = coalesce(() => postgres.read());
     this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), timeoutMs);
-    cache.onReady(() => void this.#refreshCache());
+    cache.onReady(() => {
+      // Redis may come back empty, or with an older count (restored from an older file,
+      // or raises lost while it was frozen): distrust it until it is raised again.
+      this.#connection++;
+      this.#cacheTrusted = false;
+      void this.#readPostgresAndRaise().catch((error: unknown) => {
+        this.#logger.debug({ err: error }, "cache not refreshed after reconnecting");
+      });
+    });
   }
 
   /**
@@ -101,79 +113,66 @@ export class VisitCounter {
 
   /** The current count, without counting. */
   async current(): Promise<Reading> {
-    if (this.#cache.isReady && this.#cacheRefreshed) {
-      try {
-        const cached = await this.#cache.get(this.#key);
-        if (cached !== null) {
-          return { count: cached, source: "cache", stale: !this.#postgres.reachable };
-        }
-      } catch (error) {
+    let cached: CachedCount | null = null;
+    if (this.#cache.isReady) {
+      cached = await this.#cache.get(this.#key).catch((error: unknown) => {
         this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+        return null;
+      });
+      if (cached?.fresh && this.#cacheTrusted) {
+        return { count: cached.count, source: "cache", stale: false };
       }
     }
-    let count: number;
     try {
-      count = await this.#readPostgres();
+      return { count: await this.#readPostgresAndRaise(), source: "postgres", stale: false };
     } catch (error) {
+      // Better an old count, said to be possibly behind, than none.
+      if (cached) return { count: cached.count, source: "cache", stale: true };
       throw new CounterUnavailableError(
         "Visit counter unavailable: neither the cache nor PostgreSQL answered",
         error,
       );
     }
-    void this.#raiseCache(count);
-    return { count, source: "postgres", stale: false };
+  }
+
+  /** PostgreSQL's count, within the request deadline; the cache is raised to it meanwhile. */
+  async #readPostgresAndRaise(): Promise<number> {
+    const connection = this.#connection;
+    const confirmedAt = Date.now();
+    const count = await withDeadline(this.#readPostgres(), this.#timeoutMs, "postgres: no count");
+    void this.#raiseCache(count, confirmedAt, connection);
+    return count;
   }
 
   async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
+    const connection = this.#connection;
+    const confirmedAt = Date.now();
     const counted = await this.#postgres.countBatch(keys, timeoutMs);
     // Before the visits are answered: a GET that starts after an answer sees its number.
     // The batch's count, not its highest number: a replay's number may be long past.
-    const cached = await this.#raiseCache(counted.count);
+    const cached = await this.#raiseCache(counted.count, confirmedAt, connection);
     this.#keysAdded += keys.filter((key) => key !== undefined).length;
     if (this.#keysAdded > 0) this.#deleteExpiredKeys();
     return counted.visits.map((visit) => ({ ...visit, cached }));
   }
 
   /**
-   * Never fails: a cache that cannot be raised is skipped. Other replicas' raises carry
-   * PostgreSQL's count after their own batches, which includes this one, and without
-   * them the cached count stops being fresh after CACHE_TTL_SECONDS.
+   * Raises the cache to a count PostgreSQL confirmed at `confirmedAt`, while Redis was
+   * on `connection`. Never fails: a cache that cannot be raised is skipped (the next
+   * raise carries PostgreSQL's count, this batch included, and a cached count stops
+   * being fresh CACHE_TTL_SECONDS after its confirmation).
    */
-  async #raiseCache(count: number): Promise<boolean> {
+  async #raiseCache(count: number, confirmedAt: number, connection: number): Promise<boolean> {
     if (!this.#cache.isReady) return false;
     try {
-      await this.#cache.raise(this.#key, count);
+      await this.#cache.raise(this.#key, count, confirmedAt);
+      // Confirmed after this connection began: the cache holds at least what was
+      // committed before the connection, and every later commit raises it in turn.
+      if (connection === this.#connection) this.#cacheTrusted = true;
       return true;
     } catch (error) {
       this.#logger.debug({ err: error }, "cache not raised");
       return false;
-    }
-  }
-
-  /**
-   * After every (re)connection Redis may hold anything: nothing (restarted, flushed) or
-   * an older count (restored from an older file, or raises that never arrived while it
-   * was frozen). Reads skip it until it has been raised to PostgreSQL's count. If
-   * PostgreSQL cannot be read, the cache is used as it is and its answers are marked
-   * stale.
-   */
-  async #refreshCache(): Promise<void> {
-    const connection = ++this.#connections;
-    this.#cacheRefreshed = false;
-    let count: number;
-    try {
-      count = await this.#readPostgres();
-    } catch (error) {
-      this.#logger.warn({ err: error }, "cache not refreshed: PostgreSQL did not answer");
-      if (connection === this.#connections) this.#cacheRefreshed = true;
-      return;
-    }
-    try {
-      await this.#cache.raise(this.#key, count);
-      if (connection === this.#connections) this.#cacheRefreshed = true;
-    } catch (error) {
-      // Lost again; the next connection refreshes it.
-      this.#logger.debug({ err: error }, "cache not refreshed");
     }
   }
 

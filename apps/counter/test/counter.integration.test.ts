@@ -110,18 +110,29 @@ describe("visit counter with both stores up", () => {
     );
   });
 
-  it("a cached count is only ever raised, and is read only while fresh", async () => {
+  it("a cached count is only ever raised, and fresh until TTL after PostgreSQL confirmed it", async () => {
     const id = uniqueId("raise");
     const created = await instance({ id, cacheTtlSeconds: 1 });
-    await created.cache.raise(created.cacheKey, 10);
-    await created.cache.raise(created.cacheKey, 7); // a late raise from a stalled replica
-    expect(await created.cache.get(created.cacheKey)).toBe(10);
-    await eventually(() => created.cache.get(created.cacheKey), null, 3_000);
-    // After the lifetime the count stays as a floor: a late, lower raise cannot bring back
-    // a lower count, and a GET reads PostgreSQL (0 here) instead.
-    await created.cache.raise(created.cacheKey, 7);
-    expect(await redisCli("GET", created.cacheKey)).toBe("10");
-    expect(await created.cache.get(created.cacheKey)).toBeNull();
+    const key = created.cacheKey;
+    const fresh = async () => (await created.cache.get(key))?.fresh;
+    await created.cache.raise(key, 10, Date.now());
+    await created.cache.raise(key, 7, Date.now()); // a late raise from a stalled replica
+    expect(await created.cache.get(key)).toEqual({ count: 10, fresh: true });
+    await eventually(fresh, false, 3_000);
+    // The count stays as a floor: a lower raise cannot bring back a lower count, nor
+    // make the higher one fresh again.
+    await created.cache.raise(key, 7, Date.now());
+    expect(await created.cache.get(key)).toEqual({ count: 10, fresh: false });
+    // A raise that arrives late (buffered by a frozen Redis) is fresh only until TTL
+    // after its confirmation, here already past.
+    await created.cache.raise(key, 12, Date.now() - 1_500);
+    expect(await created.cache.get(key)).toEqual({ count: 12, fresh: false });
+    // An equal count confirmed later extends the freshness; an earlier one does not cut it.
+    await created.cache.raise(key, 12, Date.now());
+    await created.cache.raise(key, 12, Date.now() - 900);
+    expect(await created.cache.get(key)).toEqual({ count: 12, fresh: true });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await fresh()).toBe(true);
   });
 
   it("after a reconnection, reads wait until the cache holds PostgreSQL's count (Redis restored from an older file)", async () => {

@@ -66,6 +66,15 @@ async function startReplicas(id: string, env: Record<string, string> = {}) {
   return replicas.slice(-2);
 }
 
+/** The numbers the database holds for the counter's Idempotency-Keys. */
+async function durableKeys(id: string): Promise<Map<string, number>> {
+  const { rows } = await pool.query<{ key: string; count: string }>(
+    "SELECT key, count FROM visit_requests WHERE counter_id = $1",
+    [id],
+  );
+  return new Map(rows.map((row) => [row.key, Number(row.count)]));
+}
+
 async function postgresCount(id: string): Promise<number> {
   const { rows } = await pool.query<{ count: string }>(
     "SELECT count FROM visit_counts WHERE id = $1",
@@ -78,10 +87,12 @@ interface DrillOptions {
   /** The fault, applied three times in a row, each between two steady phases. */
   fault: (round: number, counters: CounterProcess[]) => Promise<void>;
   /**
-   * The fault loses the cache's data (emptied, restarted, restored): reads during it and
-   * for the cache's lifetime after it are exempt from the read guarantee.
+   * The fault empties the cache without a restart (FLUSHALL): reads during it and for
+   * the cache's lifetime after it are exempt from the read guarantee.
    */
-  cacheDataLost?: boolean;
+  cacheEmptied?: boolean;
+  /** The fault makes PostgreSQL unreachable: reads during it may be marked stale. */
+  databaseFault?: boolean;
   env?: Record<string, string>;
   cacheTtlSeconds?: number;
 }
@@ -114,9 +125,11 @@ async function drill(name: string, options: DrillOptions): Promise<CheckResult> 
   const result = checkHistory(history, {
     initialCount,
     finalCount: await postgresCount(id),
-    readExemptions: options.cacheDataLost ? faults : [],
+    readExemptions: options.cacheEmptied ? faults : [],
     // A visit whose answer said the cache missed it may be absent from reads this long.
-    cacheMissGraceMs: ttlMs + 1_000,
+    cacheMissGraceMs: ttlMs + 100,
+    staleWindows: options.databaseFault ? faults : [],
+    durableKeys: await durableKeys(id),
   });
   console.info(`${name}: ${summarize(result)}`);
   expect(result.violations, counters.map((c) => c.output.slice(-20).join("\n")).join("\n")).toEqual(
@@ -133,7 +146,6 @@ describe("cache faults: counting goes on unchanged, no visit fails", () => {
 
   it("Redis stopped and started", async () => {
     const result = await drill("redis-stop", {
-      cacheDataLost: true,
       fault: async () => {
         await redis.stop();
         await sleep(1_000);
@@ -146,7 +158,6 @@ describe("cache faults: counting goes on unchanged, no visit fails", () => {
 
   it("Redis SIGKILLed and started", async () => {
     const result = await drill("redis-kill", {
-      cacheDataLost: true,
       fault: async () => {
         await redis.kill();
         await sleep(500);
@@ -158,12 +169,11 @@ describe("cache faults: counting goes on unchanged, no visit fails", () => {
   });
 
   it("Redis restarted from an older data file", async () => {
-    // A lifetime longer than the drill: the old file's count is still "fresh" when it
-    // comes back, so only the refresh after the reconnection keeps it from being read.
+    // A lifetime longer than the snapshot's age when it comes back: the old file's count
+    // is still "fresh", so only the refresh after the reconnection keeps it from reads.
     const result = await drill("redis-old-file", {
-      cacheDataLost: true,
-      cacheTtlSeconds: 60,
-      env: { CACHE_TTL_SECONDS: "60" },
+      cacheTtlSeconds: 3,
+      env: { CACHE_TTL_SECONDS: "3" },
       fault: async () => {
         await redis.saveSnapshot();
         await sleep(800); // counting goes on past the snapshot
@@ -189,7 +199,7 @@ describe("cache faults: counting goes on unchanged, no visit fails", () => {
 
   it("Redis emptied (FLUSHALL)", async () => {
     const result = await drill("redis-flushall", {
-      cacheDataLost: true,
+      cacheEmptied: true,
       fault: async () => {
         await redis.exec(["redis-cli", "FLUSHALL"]);
         await sleep(300);
@@ -202,6 +212,7 @@ describe("cache faults: counting goes on unchanged, no visit fails", () => {
 describe("database faults: fast 503s, nothing acknowledged that is not durable", () => {
   it("PostgreSQL stopped and started", async () => {
     await drill("postgres-stop", {
+      databaseFault: true,
       fault: async () => {
         await postgres.stop();
         await sleep(1_000);
@@ -213,6 +224,7 @@ describe("database faults: fast 503s, nothing acknowledged that is not durable",
 
   it("PostgreSQL paused (frozen, connections open) for 1.5 s", async () => {
     await drill("postgres-pause", {
+      databaseFault: true,
       fault: async () => {
         await postgres.pause();
         await sleep(1_500);
@@ -223,6 +235,7 @@ describe("database faults: fast 503s, nothing acknowledged that is not durable",
 
   it("PostgreSQL SIGKILLed and started", async () => {
     await drill("postgres-kill", {
+      databaseFault: true,
       fault: async () => {
         await postgres.kill();
         await sleep(500);
@@ -234,7 +247,7 @@ describe("database faults: fast 503s, nothing acknowledged that is not durable",
 
   it("both stores down, then back", async () => {
     await drill("both-down", {
-      cacheDataLost: true,
+      databaseFault: true,
       fault: async () => {
         await Promise.all([postgres.stop(), redis.stop()]);
         await sleep(1_000);

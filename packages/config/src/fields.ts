@@ -14,3 +14,9 @@ export const logLevel = z
 
 /** How long a graceful shutdown may drain in-flight requests before closing them. */
 export const shutdownTimeoutMs = z.coerce.number().int().min(0).default(10_000);
+
+/**
+ * How long a replica keeps serving after SIGTERM, without keep-alive, before it closes
+ * its listener: longer than the proxy's upstream keepalive_timeout (production).
+ */
+export const shutdownDelayMs = z.coerce.number().int().min(0).default(0);

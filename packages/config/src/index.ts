@@ -1,2 +1,2 @@
-export { logLevel, nodeEnv, port, shutdownTimeoutMs } from "./fields.ts";
+export { logLevel, nodeEnv, port, shutdownDelayMs, shutdownTimeoutMs } from "./fields.ts";
 export { ConfigError, loadConfig, loadConfigOrExit } from "./load-config.ts";

@@ -9,11 +9,21 @@ export interface GracefulShutdownOptions {
   logger: Logger;
   /** How long in-flight requests may take before their connections are cut. */
   timeoutMs: number;
+  /**
+   * How long to keep serving after the signal, every response with `Connection: close`,
+   * before the listener closes. A proxy that reuses connections (Nginx's upstream
+   * keepalive) thus stops reusing this replica's connections, and has closed the idle
+   * ones (its keepalive_timeout must be shorter), before new ones are refused, which it
+   * retries on another replica. Without it, a request the proxy sends on an idle
+   * connection at the moment this server closes it is lost.
+   */
+  delayMs?: number;
   hooks?: ShutdownHook[];
 }
 
 /**
- * Returns `shutdown()`: stop accepting connections, let in-flight requests finish
+ * Returns `shutdown()`: keep serving for `delayMs` (telling clients not to reuse
+ * connections), then stop accepting connections, let in-flight requests finish
  * (closing idle keep-alive sockets at once, and every socket after `timeoutMs`),
  * then run the hooks in order. Resolves to the exit code: 0, or 1 if a hook failed.
  * Calling it again returns the same promise.
@@ -21,23 +31,29 @@ export interface GracefulShutdownOptions {
 export function createGracefulShutdown(
   options: GracefulShutdownOptions,
 ): (reason: string) => Promise<number> {
-  const { server, logger, timeoutMs, hooks = [] } = options;
+  const { server, logger, timeoutMs, delayMs = 0, hooks = [] } = options;
   let running: Promise<number> | undefined;
+  let closing = false;
 
   // Prepended: it must run before the app's own listener, which may answer at once.
   server.prependListener("request", (_req, res) => {
-    // Responses sent while draining tell clients not to reuse the connection...
+    // Responses sent after the signal tell clients not to reuse the connection...
     if (running && !res.headersSent) res.setHeader("Connection", "close");
-    // ...and a keep-alive socket that goes idle while draining is closed at once,
-    // instead of holding the shutdown open until its keep-alive timeout.
+    // ...and once the listener is closed, a keep-alive socket that goes idle is closed
+    // at once, instead of holding the shutdown open until its keep-alive timeout.
     res.once("finish", () => {
-      if (running) setImmediate(() => server.closeIdleConnections());
+      if (closing) setImmediate(() => server.closeIdleConnections());
     });
   });
 
   return (reason) => {
     running ??= (async () => {
+      if (delayMs > 0) {
+        logger.info({ reason, delayMs }, "shutting down: still serving, without keep-alive");
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
       logger.info({ reason, timeoutMs }, "shutting down: draining in-flight requests");
+      closing = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = setTimeout(() => {

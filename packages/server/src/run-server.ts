@@ -9,6 +9,8 @@ export interface RunServerOptions {
   host?: string;
   logger: Logger;
   shutdownTimeoutMs: number;
+  /** How long to keep serving after SIGTERM before closing the listener (see createGracefulShutdown). */
+  shutdownDelayMs?: number;
   /** Run in order after the server has drained, e.g. flush caches, then close pools. */
   onShutdown?: ShutdownHook[];
 }
@@ -18,7 +20,15 @@ export interface RunServerOptions {
  * drain, run the hooks, exit with code 0.
  */
 export async function runServer(options: RunServerOptions): Promise<Server> {
-  const { app, port, host = "0.0.0.0", logger, shutdownTimeoutMs, onShutdown = [] } = options;
+  const {
+    app,
+    port,
+    host = "0.0.0.0",
+    logger,
+    shutdownTimeoutMs,
+    shutdownDelayMs = 0,
+    onShutdown = [],
+  } = options;
   // Nginx passes on up to 16 KB of request headers (large_client_header_buffers) and
   // adds its own X-Forwarded-* ones; Node's default limit is 16 KB in all, and a
   // request over it gets an empty 431. Twice that leaves the limit to Nginx.
@@ -27,8 +37,8 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
     server.once("listening", resolve);
     server.once("error", reject);
   });
-  // Keep idle upstream connections open longer than Nginx does (its upstream
-  // keepalive_timeout is 60 s), so Nginx never reuses a socket Node just closed.
+  // Keep idle connections open longer than Nginx does (its upstream keepalive_timeout,
+  // see the frontend's site template), so Nginx never reuses a socket Node just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
 
@@ -36,6 +46,7 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
     server,
     logger,
     timeoutMs: shutdownTimeoutMs,
+    delayMs: shutdownDelayMs,
     hooks: onShutdown,
   });
   for (const signal of ["SIGTERM", "SIGINT"] as const) {

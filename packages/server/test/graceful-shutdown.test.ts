@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { createGracefulShutdown } from "../src/index.ts";
 
 const logger = pino({ level: "silent" });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function listen(app: express.Express) {
   const server = app.listen(0, "127.0.0.1");
@@ -76,6 +77,33 @@ describe("createGracefulShutdown", () => {
     expect(responses[1]).toMatch(/^HTTP\/1\.1 200/);
     expect(responses[1]).toMatch(/\r\nConnection: close\r\n/i);
     expect(responses[1]).toMatch(/fast$/);
+  });
+
+  it("with a delay, keeps serving without keep-alive, leaves idle connections open, then refuses", async () => {
+    const app = express().get("/", (_req, res) => {
+      res.send("ok");
+    });
+    const { server, url } = await listen(app);
+    const shutdown = createGracefulShutdown({ server, logger, timeoutMs: 1_000, delayMs: 300 });
+
+    // An idle keep-alive connection (as a proxy holds them): not closed by the server
+    // during the delay, where closing it could race a request the proxy sends on it.
+    const idle = connect((server.address() as AddressInfo).port, "127.0.0.1");
+    idle.write("GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    await once(idle, "data");
+    const idleClosed = once(idle, "close").then(() => Date.now());
+    const started = Date.now();
+    const exitCode = shutdown("SIGTERM");
+
+    const during = await fetch(`${url}/`);
+    expect(await during.text()).toBe("ok");
+    expect(during.headers.get("connection")).toBe("close");
+    const early = await Promise.race([idleClosed, sleep(150).then(() => "still open")]);
+    expect(early).toBe("still open");
+
+    await expect(exitCode).resolves.toBe(0);
+    expect(await idleClosed).toBeGreaterThanOrEqual(started + 300);
+    await expect(fetch(`${url}/`)).rejects.toThrow();
   });
 
   it("cuts requests that outlive the deadline and reports failed hooks", async () => {

@@ -16,6 +16,16 @@ export interface CheckOptions {
    * from reads: the cache lifetime plus a margin. Default 0 (never).
    */
   cacheMissGraceMs?: number;
+  /**
+   * Reads marked stale are only expected while the database is unreachable: when given,
+   * a stale read that starts outside these windows is a violation. Default: anywhere.
+   */
+  staleWindows?: Window[];
+  /**
+   * The numbers the database holds for Idempotency-Keys (key → number): every keyed
+   * visit must have been acknowledged with its key's durable number.
+   */
+  durableKeys?: ReadonlyMap<string, number>;
 }
 
 export interface CheckResult {
@@ -55,17 +65,26 @@ const countedAtMost = (visit: VisitRecord) =>
  * (a) every acknowledged visit has its own number;
  * (b) PostgreSQL's count grew by the acknowledged visits plus phantoms, and phantoms are
  *     no more than the attempts that got no number (a keyed visit counts once at most);
- *     every acknowledged number lies in (initial, final];
+ *     every acknowledged number lies in (initial, final]; a keyed visit's number is the
+ *     one the database holds for its key (when `durableKeys` is given);
  * (c) a keyed visit sent again after its acknowledgement gets the same number, marked
  *     replayed, and a replayed answer only ever follows an attempt of the same visit;
  * (d) real-time order: a visit acknowledged before another visit's first attempt
  *     started has the smaller number;
  * (e) reads: a read not marked stale and outside the exemptions shows at least every
  *     number acknowledged before it started (one whose answer said the cache missed it:
- *     `cacheMissGraceMs` after its answer), and never more than the final count.
+ *     `cacheMissGraceMs` after its answer), and never more than the final count; a
+ *     stale read only happens inside `staleWindows` (when given).
  */
 export function checkHistory(history: History, options: CheckOptions): CheckResult {
-  const { initialCount, finalCount, readExemptions = [], cacheMissGraceMs = 0 } = options;
+  const {
+    initialCount,
+    finalCount,
+    readExemptions = [],
+    cacheMissGraceMs = 0,
+    staleWindows,
+    durableKeys,
+  } = options;
   const violations: string[] = [];
   const report = (kind: string, message: string) => {
     if (violations.filter((line) => line.startsWith(kind)).length < 20)
@@ -102,6 +121,18 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
   for (const { visit, count } of acked) {
     if (count <= initialCount || count > finalCount)
       report("(b)", `visit ${visit.id} got ${count}, outside (${initialCount}, ${finalCount}]`);
+  }
+
+  if (durableKeys) {
+    for (const { visit, count } of acked) {
+      if (visit.key === undefined) continue;
+      const durable = durableKeys.get(visit.key);
+      if (durable !== count)
+        report(
+          "(b)",
+          `visit ${visit.id} was acknowledged with ${count}, but the database holds ${durable ?? "nothing"} for its key`,
+        );
+    }
   }
 
   // (c) replays.
@@ -162,9 +193,14 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
     }
     const count = read.count as number;
     if (count > finalCount) report("(e)", `a read showed ${count}, above the final ${finalCount}`);
-    const exempt =
-      read.stale === true ||
-      readExemptions.some((window) => read.start >= window.from && read.start <= window.to);
+    const within = (windows: Window[]) =>
+      windows.some((window) => read.start >= window.from && read.start <= window.to);
+    if (read.stale && staleWindows && !within(staleWindows))
+      report(
+        "(e)",
+        `a read at ${read.start.toFixed(0)} ms was marked stale outside a database fault`,
+      );
+    const exempt = read.stale === true || within(readExemptions);
     if (exempt) {
       readsExempt++;
       continue;

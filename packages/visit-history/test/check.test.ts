@@ -192,6 +192,35 @@ describe("(b) the count grew by the acknowledged visits plus phantoms", () => {
   });
 });
 
+describe("(b) with the database's keys", () => {
+  // v0 acknowledged 101 but its transaction rolled back; v1's commit took 101 and its
+  // answer was lost: numbers unique, counts add up, yet v0's acknowledgement is false.
+  const history = historyOf([
+    { key: "k0", attempts: [answered(101, 0, 10)] },
+    { key: "k1", attempts: [lost(5, 15)] },
+  ]);
+
+  it("reports a keyed visit whose number is not the one the database holds for its key", () => {
+    const result = checkHistory(history, {
+      initialCount,
+      finalCount: 101,
+      durableKeys: new Map([["k1", 101]]),
+    });
+    expect(violationsOf(result, "(b)")).toEqual([
+      "(b) visit 0 was acknowledged with 101, but the database holds nothing for its key",
+    ]);
+  });
+
+  it("accepts keyed visits whose numbers the database holds", () => {
+    const result = checkHistory(history, {
+      initialCount,
+      finalCount: 101,
+      durableKeys: new Map([["k0", 101]]),
+    });
+    expect(result.violations).toEqual([]);
+  });
+});
+
 describe("(c) a keyed visit sent again replays its number", () => {
   it("accepts an echo that replays the number, marked replayed", () => {
     const history = historyOf([
@@ -351,6 +380,18 @@ describe("(e) reads show every number acknowledged before they started", () => {
       `(e) a read at 51 ms from ${TARGET} (?) showed 101, but 102 had been acknowledged`,
     ]);
     expect(result.readsChecked).toBe(3);
+  });
+
+  it("reports a read marked stale outside the database's fault windows", () => {
+    const reads = [read(100, 25, { stale: true }), read(100, 45, { stale: true })];
+    const result = checkHistory(historyOf(visits, reads), {
+      initialCount,
+      finalCount: 102,
+      staleWindows: [{ from: 40, to: 50 }],
+    });
+    expect(result.violations).toEqual([
+      "(e) a read at 25 ms was marked stale outside a database fault",
+    ]);
   });
 
   it("still reports an exempt read above the final count: stale means behind, never ahead", () => {
