@@ -11,6 +11,7 @@ describe("backend config", () => {
       NODE_ENV: "development",
       LOG_LEVEL: "info",
       SHUTDOWN_TIMEOUT_MS: 10_000,
+      SHUTDOWN_DELAY_MS: 0,
     });
   });
 
