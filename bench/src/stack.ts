@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -128,6 +129,59 @@ export class Stack {
       timeoutMs: 600_000,
       ...options,
     });
+  }
+
+  /**
+   * `docker compose -p NAME -f … watch ARGS` as a background child (Compose Watch, e.g.
+   * `--no-up` against this running stack). `ready` resolves once Compose prints "Watch
+   * enabled"; stop() ends it (SIGTERM), as does clean-up. Output is kept for errors.
+   */
+  watch(args: string[] = []): {
+    ready: Promise<void>;
+    output: () => string;
+    stop: () => Promise<void>;
+  } {
+    const files = this.files.flatMap((file) => ["-f", file]);
+    const child = spawn("docker", ["compose", "-p", this.name, ...files, "watch", ...args], {
+      cwd: this.directory,
+      env: this.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`watch not enabled in 60 s:\n${output}`)),
+        60_000,
+      );
+      const collect = (chunk: string) => {
+        output += chunk;
+        if (/Watch enabled/i.test(output)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.setEncoding("utf8").on("data", collect);
+      child.stderr.setEncoding("utf8").on("data", collect);
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`docker compose watch exited (${child.exitCode}):\n${output}`));
+      });
+    });
+    ready.catch(() => {});
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    };
+    const unregister = onCleanup(stop);
+    return {
+      ready,
+      output: () => output,
+      stop: async () => {
+        unregister();
+        await stop();
+      },
+    };
   }
 
   /** `docker compose build` with plain progress output (to see which steps were CACHED). */
