@@ -285,7 +285,14 @@ async function loadDirect(
     await waitServing(url, "GET");
     await quiet("direct");
     log(`load: GET /data on one backend replica, no Nginx (${options.connections} connections)…`);
-    return await runLoad({ url, method: "GET", ...options, idempotencyKeys: false });
+    return await runLoad({
+      url,
+      method: "GET",
+      connections: options.connections,
+      durationS: options.durationS,
+      warmupS: options.warmupS,
+      idempotencyKeys: false,
+    });
   } finally {
     await run("docker", ["rm", "--force", stdout.trim()], { allowFailure: true });
   }
