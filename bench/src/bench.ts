@@ -17,7 +17,7 @@ import { describeMachine, machineLines } from "./machine.ts";
 import { run } from "./proc.ts";
 import { measureReloads, measureWatchReloads, WATCH_FILES } from "./reload.ts";
 import { writeReportSection } from "./report.ts";
-import { copyRepo, DEV_FILES, PROD_FILES, runName, Stack } from "./stack.ts";
+import { copyRepo, DEV_FILES, measuredProdFiles, runName, Stack } from "./stack.ts";
 import { describeTimeline, type StartupTiming, timedUp } from "./startup.ts";
 import { int, mb, ms, pct, renderMarkdown, renderText, seconds, type Table } from "./table.ts";
 
@@ -101,7 +101,7 @@ async function measure(options: {
   const name = runName("bench");
   log(`copying the repository (project ${name})`);
   const directory = await copyRepo(name, options.ref);
-  const prod = new Stack({ name, directory, files: PROD_FILES });
+  const prod = new Stack({ name, directory, files: measuredProdFiles(directory) });
   const dev = new Stack({ name: `${name}-dev`, directory, files: DEV_FILES });
 
   await quiet("cold");

@@ -22,7 +22,14 @@ import { log } from "./log.ts";
 import { describeMachine, machineLines } from "./machine.ts";
 import { run, sleep } from "./proc.ts";
 import { writeReportSection } from "./report.ts";
-import { type ContainerInfo, copyRepo, freePort, PROD_FILES, runName, Stack } from "./stack.ts";
+import {
+  type ContainerInfo,
+  copyRepo,
+  freePort,
+  measuredProdFiles,
+  runName,
+  Stack,
+} from "./stack.ts";
 import { int, ms, renderMarkdown, renderText, type Table } from "./table.ts";
 
 const USAGE = `Usage: pnpm chaos [-- options]
@@ -101,7 +108,10 @@ function phases(stack: Stack, url: () => string, onNewUrl: (url: string) => void
       restarts: [],
       cacheDataLost: true,
       action: async () => {
-        await stack.compose(["exec", "-T", "cache", "redis-cli", "FLUSHALL"]);
+        // redis-cli takes the production password from REDISCLI_AUTH (none in development).
+        const flush =
+          'REDISCLI_AUTH="$(cat /run/secrets/redis_password 2>/dev/null)" redis-cli FLUSHALL';
+        await stack.compose(["exec", "-T", "cache", "sh", "-c", flush]);
         return "redis-cli FLUSHALL";
       },
     },
@@ -202,7 +212,12 @@ await runMain(async () => {
   log(`copying the repository (project ${name})`);
   const directory = await copyRepo(name, ref);
   // A fixed host port, so clients find Nginx again after its restart, as in production.
-  const stack = new Stack({ name, directory, files: PROD_FILES, frontendPort: await freePort() });
+  const stack = new Stack({
+    name,
+    directory,
+    files: measuredProdFiles(directory),
+    frontendPort: await freePort(),
+  });
   log("production stack: up --build --wait…");
   try {
     await stack.up(["--build"]);

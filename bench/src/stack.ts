@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -10,6 +11,17 @@ import { type RunOptions, type RunResult, run, sleep } from "./proc.ts";
 export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 
 export const PROD_FILES = ["docker-compose.yml", "docker-compose.prod.yml"];
+
+/**
+ * The production files the measurements use: production as it runs behind a load
+ * balancer that terminates TLS (plain HTTP to Nginx, as the earlier measurements), when
+ * the measured copy has that file; the bare production files otherwise (older commits).
+ */
+export function measuredProdFiles(directory: string): string[] {
+  return existsSync(join(directory, "docker-compose.proxied.yml"))
+    ? [...PROD_FILES, "docker-compose.proxied.yml"]
+    : PROD_FILES;
+}
 export const DEV_FILES = ["docker-compose.yml", "docker-compose.override.yml"];
 
 // Never copied: installs, build output, local settings and secrets (a fresh one is written).
@@ -38,8 +50,9 @@ export function runName(kind: string): string {
 }
 
 /**
- * A throwaway copy of the repository's working tree, or of a commit (without installs, build output, .git and local
- * secrets), with a freshly generated production secret. Edits for the warm-rebuild and
+ * A throwaway copy of the repository's working tree, or of a commit (without installs,
+ * build output, .git and local secrets), with freshly generated production secrets
+ * (infra/init-secrets.sh, as the README does it). Edits for the warm-rebuild and
  * hot-reload measurements happen here, never in the working tree. Removed on clean-up.
  */
 export async function copyRepo(name: string, ref?: string): Promise<string> {
@@ -57,12 +70,17 @@ export async function copyRepo(name: string, ref?: string): Promise<string> {
       filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
     });
   }
-  await mkdir(join(directory, "secrets"), { recursive: true });
-  await writeFile(
-    join(directory, "secrets/postgres_password.txt"),
-    `${randomBytes(24).toString("base64url")}\n`,
-    { mode: 0o644 },
-  );
+  if (existsSync(join(directory, "infra/init-secrets.sh"))) {
+    await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: directory });
+  } else {
+    // Commits from before the script needed only the database password.
+    await mkdir(join(directory, "secrets"), { recursive: true });
+    await writeFile(
+      join(directory, "secrets/postgres_password.txt"),
+      `${randomBytes(24).toString("base64url")}\n`,
+      { mode: 0o644 },
+    );
+  }
   return directory;
 }
 
@@ -117,6 +135,11 @@ export class Stack {
       COUNTER_DEBUG_PORT: "0",
       // This run's images get their own tag, removed again by destroy().
       IMAGE_TAG: this.name,
+      // Load from one address: the rate limits would answer most of it with 429.
+      RATE_LIMIT: "off",
+      // Production behind a load balancer (measuredProdFiles) names it; nothing here
+      // sends X-Forwarded-For, so the address does not matter.
+      TRUSTED_PROXIES: "127.0.0.1",
     };
   }
 

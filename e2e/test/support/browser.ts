@@ -6,10 +6,18 @@ import { type Browser, chromium } from "playwright-core";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const ARTIFACTS = join(import.meta.dirname, "../../test-results");
 
-export async function launchChromium(): Promise<Browser> {
+/**
+ * `trustSpkiHashes`: certificates whose key (or whose chain's key: a test CA's) has one
+ * of these SHA-256 hashes are trusted, as if the CA were installed.
+ */
+export async function launchChromium(
+  options: { trustSpkiHashes?: string[] } = {},
+): Promise<Browser> {
+  const trust = options.trustSpkiHashes ?? [];
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
+      ...(trust.length > 0 ? [`--ignore-certificate-errors-spki-list=${trust.join(",")}`] : []),
       "--no-sandbox",
       "--disable-gpu",
       "--disable-quic",

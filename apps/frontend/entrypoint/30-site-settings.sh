@@ -1,0 +1,75 @@
+#!/bin/sh
+# Run by the image's entrypoint at start (after the templates are rendered): turns the
+# container's settings into nginx configuration, refusing bad values with one clear
+# message each, so a typo stops the container instead of serving something unintended.
+#   TLS=on|off            on: HTTPS on 8443 (certificate and key as secrets), 8080 redirects
+#   RATE_LIMIT=on|off     off: no rate limits (load tests from one address)
+#   TRUSTED_PROXIES="…"   addresses/CIDRs whose X-Forwarded-For/-Proto are believed
+#   PUBLIC_HTTPS_PORT=443 where clients reach HTTPS, for the redirect from HTTP
+set -eu
+
+out=/etc/nginx/conf.d/settings.conf
+problems=""
+problem() { problems="${problems}  - $1
+"; }
+
+case "${TLS:-off}" in on | off) ;; *) problem "TLS must be on or off, got '${TLS}'" ;; esac
+case "${RATE_LIMIT:-on}" in on | off) ;; *) problem "RATE_LIMIT must be on or off, got '${RATE_LIMIT}'" ;; esac
+port="${PUBLIC_HTTPS_PORT:-443}"
+case "$port" in
+  '' | *[!0-9]*) problem "PUBLIC_HTTPS_PORT must be a port number, got '$port'" ;;
+  *) [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || problem "PUBLIC_HTTPS_PORT must be 1-65535, got '$port'" ;;
+esac
+proxies=$(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' ')
+for proxy in $proxies; do
+  case "$proxy" in
+    *[!0-9a-fA-F.:/]* | */*/* ) problem "TRUSTED_PROXIES: '$proxy' is not an address or CIDR" ;;
+  esac
+done
+if [ "${TLS:-off}" = on ]; then
+  for secret in tls_certificate tls_key; do
+    [ -r "/run/secrets/$secret" ] ||
+      problem "TLS=on needs the secret $secret (/run/secrets/$secret is missing or unreadable)"
+  done
+fi
+if [ -n "$problems" ]; then
+  printf 'Invalid configuration for frontend:\n%s' "$problems" >&2
+  exit 1
+fi
+
+{
+  echo "# Written at start by /docker-entrypoint.d/30-site-settings.sh; do not edit."
+  if [ "${RATE_LIMIT:-on}" = on ]; then
+    echo 'map $remote_addr $rate_limit_key { default $binary_remote_addr; }'
+  else
+    echo 'map $remote_addr $rate_limit_key { default ""; }'
+  fi
+  if [ "$port" = 443 ]; then
+    echo 'map $host $https_port_suffix { default ""; }'
+  else
+    echo "map \$host \$https_port_suffix { default \":$port\"; }"
+  fi
+  if [ -n "$proxies" ]; then
+    # The client address is the last one these proxies added to X-Forwarded-For, and
+    # their X-Forwarded-Proto is passed on; from anyone else both are ignored.
+    for proxy in $proxies; do echo "set_real_ip_from $proxy;"; done
+    echo "real_ip_header X-Forwarded-For;"
+    echo "real_ip_recursive on;"
+    echo 'geo $realip_remote_addr $from_trusted_proxy {'
+    echo "    default 0;"
+    for proxy in $proxies; do echo "    $proxy 1;"; done
+    echo "}"
+    echo 'map "$from_trusted_proxy:$http_x_forwarded_proto" $forwarded_proto {'
+    echo '    "~^1:(?<proto>https?)$" $proto;'
+    echo '    default $scheme;'
+    echo "}"
+  else
+    echo 'map $scheme $forwarded_proto { default $scheme; }'
+  fi
+  if [ "${TLS:-off}" = on ]; then
+    echo "include /etc/nginx/site/https.conf;"
+  else
+    echo "include /etc/nginx/site/http.conf;"
+  fi
+} > "$out"
+echo "$0: TLS=${TLS:-off} RATE_LIMIT=${RATE_LIMIT:-on} TRUSTED_PROXIES='${proxies}'"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Creates the production secrets docker-compose.prod.yml reads, where they are missing:
+#   secrets/                          0700: only you can enter it
+#   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000)
+#   secrets/redis_password.txt        random, 0644
+#   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
+#   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
+# A real certificate replaces the last two (see the README). Existing files are kept.
+# Usage: bash infra/init-secrets.sh [HOST]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+host="${1:-$(hostname -f 2>/dev/null || hostname)}"
+# Files are created readable by the owner only, then opened to the containers' users
+# inside a directory nobody else can enter.
+umask 077
+mkdir -p secrets
+chmod 700 secrets
+
+for name in postgres_password redis_password; do
+  if [ ! -s "secrets/$name.txt" ]; then
+    openssl rand -base64 32 > "secrets/$name.txt"
+    echo "created secrets/$name.txt"
+  fi
+done
+
+if [ ! -s secrets/tls_certificate.pem ] || [ ! -s secrets/tls_key.pem ]; then
+  # One command: a key (ECDSA P-256) and a certificate signed with it, for HOST.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
+    -subj "/CN=$host" -addext "subjectAltName=DNS:$host,DNS:localhost,IP:127.0.0.1" \
+    -keyout secrets/tls_key.pem -out secrets/tls_certificate.pem 2>/dev/null
+  echo "created a self-signed certificate for $host (secrets/tls_certificate.pem, secrets/tls_key.pem)"
+fi
+
+# Readable inside the containers (Compose bind-mounts them as they are).
+chmod 644 secrets/*.txt secrets/*.pem
