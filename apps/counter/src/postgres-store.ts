@@ -1,6 +1,7 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
 import { DeadlineError, withDeadline } from "./deadline.ts";
+import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
 
 export interface PostgresOptions {
   host: string;
@@ -24,55 +25,15 @@ export interface CountedBatch {
   count: number;
 }
 
-// Applied at every start: idempotent, so it also works on a volume made by an older version
-// (whose `visit_counts` row carries over).
-const MIGRATION = [
-  `CREATE TABLE IF NOT EXISTS visit_counts (
-     id    text   PRIMARY KEY,
-     count bigint NOT NULL CHECK (count >= 0)
-   )`,
-  // One row per Idempotency-Key: the number its visit got, so a retry gets it back.
-  `CREATE TABLE IF NOT EXISTS visit_requests (
-     counter_id text        NOT NULL,
-     key        text        NOT NULL,
-     count      bigint      NOT NULL,
-     created_at timestamptz NOT NULL DEFAULT now(),
-     PRIMARY KEY (counter_id, key)
-   )`,
-  // Expired keys are deleted oldest first.
-  "CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at)",
-];
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
 const MIGRATION_LOCK_KEY = 727_001;
-// The DDL runs only where something is missing: CREATE INDEX IF NOT EXISTS takes its
-// table lock before it looks, so on every start it would stall the visits in flight.
-const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
-  AND to_regclass('visit_requests') IS NOT NULL
-  AND to_regclass('visit_requests_age') IS NOT NULL AS present`;
 
-// Adds $2 visits. The UPDATE holds the row's lock until the transaction ends, so batches
-// that overlap in time get disjoint ranges of numbers, in commit order.
-const BUMP = "UPDATE visit_counts SET count = count + $2 WHERE id = $1 RETURNING count";
-
-// Claims each key by inserting it with count 0. A key that is already there (count > 0: a
-// committed visit's number) is returned as it is: that visit is being retried. If another
-// transaction holds an uncommitted claim of the same key, the unique index makes this wait
-// until that one ends, then returns its number (or inserts, if it rolled back).
-const CLAIM = `
-  INSERT INTO visit_requests (counter_id, key, count)
-  SELECT $1, key, 0 FROM unnest($2::text[]) AS key ORDER BY key
-  ON CONFLICT (counter_id, key) DO UPDATE SET count = visit_requests.count
-  RETURNING key, count`;
-
-// Adds the new visits and writes each new key's number (its position in the new range).
-const BUMP_AND_NUMBER = `
-  WITH bumped AS (${BUMP}),
-  numbered AS (
-    UPDATE visit_requests AS r SET count = (SELECT count FROM bumped) - $2 + v.pos
-    FROM unnest($3::text[], $4::int[]) AS v(key, pos)
-    WHERE r.counter_id = $1 AND r.key = v.key
-  )
-  SELECT count FROM bumped`;
+// Named: each connection prepares it once, and later calls skip parsing and planning.
+const COUNT = {
+  name: "count_visits",
+  text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3)",
+};
+const READ = { name: "read_count", text: "SELECT count FROM visit_counts WHERE id = $1" };
 
 // At most `$3` expired keys per call, skipping rows another replica is deleting.
 const DELETE_EXPIRED = `
@@ -123,7 +84,9 @@ export class PostgresStore {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
       const { rows } = await client.query<{ present: boolean }>(SCHEMA_PRESENT);
-      if (!rows[0]?.present) for (const statement of MIGRATION) await client.query(statement);
+      if (!rows[0]?.present) for (const statement of TABLES) await client.query(statement);
+      // Always: a new version may change the function (it locks no table).
+      await client.query(COUNT_VISITS);
       // Only where the row is missing: ON CONFLICT alone would wait for a batch holding it.
       await client.query(
         `INSERT INTO visit_counts (id, count) SELECT $1, 0
@@ -147,50 +110,39 @@ export class PostgresStore {
    * `replayed`. Resolves only after the commit, within `timeoutMs` or not at all.
    */
   countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number): Promise<CountedBatch> {
-    const claims = [...new Set(keys.filter((key) => key !== undefined))];
+    const distinct = [...new Set(keys.filter((key) => key !== undefined))];
+    const anonymous = keys.length - keys.filter((key) => key !== undefined).length;
     return this.#withClient(timeoutMs, async (client) => {
-      // Without keys, one autocommit statement is the whole transaction: one round trip.
-      if (claims.length > 0) await client.query("BEGIN");
-      const claimed =
-        claims.length === 0
-          ? []
-          : (await client.query<{ key: string; count: string }>(CLAIM, [this.#id, claims])).rows;
-      const committed = new Map(claimed.map((row) => [row.key, Number(row.count)]));
-      // Each visit's place in the new range (1…n), or the number its key already has.
-      const positions = new Map<string, number>(); // key claimed now → its place
-      let n = 0;
-      const slots = keys.map((key) => {
-        if (key === undefined) return { place: ++n, replayed: false };
-        const number = committed.get(key) ?? 0;
-        if (number > 0) return { number, replayed: true };
-        const place = positions.get(key);
-        if (place !== undefined) return { place, replayed: true }; // again in this batch
-        positions.set(key, ++n);
-        return { place: n, replayed: false };
+      const { rows } = await client.query<{
+        key: string | null;
+        number: string;
+        replayed: boolean;
+      }>({ ...COUNT, values: [this.#id, distinct, anonymous] });
+      const total = Number(rows.find((row) => row.key === null)?.number);
+      if (!Number.isSafeInteger(total)) throw new Error("postgres: count_visits gave no count");
+      const byKey = new Map(rows.map((row) => [row.key, row]));
+      // The anonymous visits have the start of the new range, in the order they came.
+      let next = total - (distinct.length - rows.filter((row) => row.replayed).length) - anonymous;
+      const seen = new Set<string>();
+      const visits = keys.map((key) => {
+        if (key === undefined) return { count: ++next, replayed: false };
+        const row = byKey.get(key);
+        const repeated = seen.has(key); // again in this batch: the same number, a replay
+        seen.add(key);
+        return { count: Number(row?.number), replayed: (row?.replayed ?? false) || repeated };
       });
-      const count =
-        claims.length === 0
-          ? await this.#count(client, BUMP, [this.#id, n])
-          : await this.#count(client, BUMP_AND_NUMBER, [
-              this.#id,
-              n,
-              [...positions.keys()],
-              [...positions.values()],
-            ]);
-      if (claims.length > 0) await client.query("COMMIT");
-      const visits = slots.map((slot) => ({
-        count: slot.number ?? count - n + (slot.place ?? 0),
-        replayed: slot.replayed,
-      }));
-      return { visits, count };
+      return { visits, count: total };
     });
   }
 
   /** The committed count. */
   async read(): Promise<number> {
-    return this.#withClient(this.#timeoutMs, (client) =>
-      this.#count(client, "SELECT count FROM visit_counts WHERE id = $1", [this.#id]),
-    );
+    return this.#withClient(this.#timeoutMs, async (client) => {
+      const { rows } = await client.query<{ count: string }>({ ...READ, values: [this.#id] });
+      const count = Number(rows[0]?.count);
+      if (!Number.isSafeInteger(count)) throw new Error(`postgres: counter ${this.#id} missing`);
+      return count;
+    });
   }
 
   /** Deletes at most `limit` of the keys older than `ttlSeconds`; returns how many. */
@@ -207,14 +159,6 @@ export class PostgresStore {
 
   close(): Promise<void> {
     return this.pool.end();
-  }
-
-  async #count(client: pg.PoolClient, text: string, values: unknown[]): Promise<number> {
-    const { rows } = await client.query<{ count: string }>(text, values);
-    const count = Number(rows[0]?.count);
-    // No row: the migration has not created it (or it was deleted by hand).
-    if (!Number.isSafeInteger(count)) throw new Error(`postgres: counter row ${this.#id} missing`);
-    return count;
   }
 
   /**

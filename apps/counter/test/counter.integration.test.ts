@@ -81,8 +81,9 @@ describe("visit counter with both stores up", () => {
     const keys = ["a", undefined, "b", "a", undefined, "b", "c"];
     const { visits, count } = await created.postgres.countBatch(keys, 1_000);
     expect(count).toBe(5);
-    // a: 1, (plain): 2, b: 3, a again: 1, (plain): 4, b again: 3, c: 5.
-    expect(visits.map((visit) => visit.count)).toEqual([1, 2, 3, 1, 4, 3, 5]);
+    // The visits without a key get the start of the range (1, 2), the new keys the end,
+    // in key order: a 3, b 4, c 5; a key again in the batch, its number.
+    expect(visits.map((visit) => visit.count)).toEqual([3, 1, 4, 3, 2, 4, 5]);
     expect(visits[0]?.count).toBe(visits[3]?.count);
     expect(visits[3]?.replayed).toBe(true);
     expect(visits[2]?.count).toBe(visits[5]?.count);
@@ -177,7 +178,7 @@ describe("visit counter with both stores up", () => {
     await created.postgres.pool.query(
       `INSERT INTO visit_requests (counter_id, key, count, created_at)
        SELECT $1, 'old-' || i, i, now() - interval '2 minutes' - i * interval '1 second'
-       FROM generate_series(1, 250) AS i`,
+       FROM generate_series(1, 1250) AS i`,
       [id],
     );
     const left = async () =>
@@ -189,13 +190,14 @@ describe("visit counter with both stores up", () => {
           )
         ).rows[0]?.n,
       );
-    // One keyed visit starts one cleanup of at most max(100, 2 × keys since the last one).
-    await created.counter.increment("new-1");
-    await eventually(left, 150);
-    // Oldest first: old-250 … old-151 are gone, and a key that expired counts again.
-    const again = await created.counter.increment("old-250");
+    // 500 keys claimed start one cleanup of at most 2 × 500 keys: of the 1,250 expired,
+    // the oldest 1,000 go.
+    await Promise.all(Array.from({ length: 500 }, (_, i) => created.counter.increment(`new-${i}`)));
+    await eventually(left, 250);
+    // A key that expired counts again.
+    const again = await created.counter.increment("old-1250");
     expect(again.replayed).toBe(false);
-    expect(again.count).toBe(2);
+    expect(again.count).toBe(501);
   });
 
   it("migrates an existing database: the count carries over, keys still replay", async () => {
