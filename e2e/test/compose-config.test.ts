@@ -33,6 +33,10 @@ describe("compose files", () => {
     ["base", ["docker-compose.yml"]],
     ["base + development override", ["docker-compose.yml", "docker-compose.override.yml"]],
     ["base + production", ["docker-compose.yml", "docker-compose.prod.yml"]],
+    [
+      "base + development override + Compose Watch",
+      ["docker-compose.yml", "docker-compose.override.yml", "docker-compose.watch.yml"],
+    ],
   ])("%s is valid", async (_name, files) => {
     const config = await resolvedConfig(files);
     expect(Object.keys(config.services).sort()).toEqual([
@@ -54,10 +58,26 @@ describe("compose files", () => {
       }
     });
 
-    it("publishes only the frontend", () => {
+    it("publishes only the frontend: HTTP (a redirect) and HTTPS", () => {
       for (const [name, service] of entries) {
-        if (name === "frontend") expect(service.ports).toHaveLength(1);
-        else expect(service.ports ?? [], name).toEqual([]);
+        if (name === "frontend") {
+          const targets = (service.ports as { target: number }[]).map((port) => port.target);
+          expect(targets.sort()).toEqual([8080, 8443]);
+        } else expect(service.ports ?? [], name).toEqual([]);
+      }
+    });
+
+    it("takes every password and the TLS key from secret files, never from the environment", () => {
+      const secretNames = (service: Service | undefined) =>
+        (service?.secrets as { source: string }[] | undefined)?.map((s) => s.source).sort();
+      expect(secretNames(services.frontend)).toEqual(["tls_certificate", "tls_key"]);
+      expect(secretNames(services.counter)).toEqual(["postgres_password", "redis_password"]);
+      expect(secretNames(services.db)).toEqual(["postgres_password"]);
+      expect(secretNames(services.cache)).toEqual(["redis_password"]);
+      for (const [name, service] of entries) {
+        for (const key of Object.keys(service.environment ?? {})) {
+          expect(key, name).not.toMatch(/PASSWORD$|KEY$/);
+        }
       }
     });
 

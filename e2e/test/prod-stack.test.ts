@@ -1,38 +1,85 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { artifactPath, launchChromium } from "./support/browser.ts";
-import { ComposeProject, waitForBothBackendReplicas } from "./support/compose.ts";
+import { ComposeProject, freePorts, waitForBothBackendReplicas } from "./support/compose.ts";
+import { http2Get, TrustingClient, tlsHandshake } from "./support/https.ts";
+import { makeTestPki, type TestPki } from "./support/tls.ts";
 
 const run = promisify(execFile);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// The production stack exactly as README's "Deploy to production" runs it, from a
-// copy of the repository holding a freshly generated secret.
+// The production stack exactly as docs/PRODUCTION.md's "First start" runs it, from a
+// copy of the repository: a certificate (here from a throwaway CA the tests trust) in
+// secrets/, then infra/init-secrets.sh for the rest. Fixed free ports, because the
+// frontend must know its public HTTPS port for the redirect from HTTP (and so the
+// address stays the same over down/up). Rate limits off: every request of the tests comes
+// from one address; the rate-limit test turns them on for itself.
+const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
 const stack = new ComposeProject({
   files: ["docker-compose.yml", "docker-compose.prod.yml"],
   copyRepo: true,
+  env: {
+    FRONTEND_PORT: String(httpPort),
+    FRONTEND_HTTPS_PORT: String(httpsPort),
+    RATE_LIMIT: "off",
+  },
 });
-const password = randomBytes(24).toString("base64url");
-let url: string;
+const url = `https://localhost:${httpsPort}`;
+const httpUrl = `http://localhost:${httpPort}`;
+let pki: TestPki;
+let client: TrustingClient;
+/** Every secret value, none of which may show in `docker inspect` or `docker history`. */
+const secrets: { postgres: string; redis: string; tlsKeyLines: string[] } = {
+  postgres: "",
+  redis: "",
+  tlsKeyLines: [],
+};
 
 beforeAll(async () => {
   await stack.prepare();
-  await mkdir(join(stack.directory, "secrets"), { recursive: true });
-  await writeFile(join(stack.directory, "secrets/postgres_password.txt"), `${password}\n`, {
-    mode: 0o644,
-  });
+  pki = await makeTestPki();
+  client = new TrustingClient(pki.caCertificate);
+  const dir = join(stack.directory, "secrets");
+  await mkdir(dir, { recursive: true });
+  // The chain, server certificate first, as docs/PRODUCTION.md asks (an ACME client's
+  // fullchain.pem). Here it ends with the test CA itself: Chromium's
+  // --ignore-certificate-errors-spki-list (launchChromium's trustSpkiHashes) matches only
+  // the certificates the server presents, so the CA's key must be among them.
+  await writeFile(
+    join(dir, "tls_certificate.pem"),
+    `${pki.serverCertificate.trimEnd()}\n${pki.caCertificate}`,
+    { mode: 0o600 },
+  );
+  await writeFile(join(dir, "tls_key.pem"), pki.serverKey, { mode: 0o600 });
+  // Keeps the certificate and key, creates the passwords, sets the modes.
+  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+  secrets.postgres = (await readFile(join(dir, "postgres_password.txt"), "utf8")).trim();
+  secrets.redis = (await readFile(join(dir, "redis_password.txt"), "utf8")).trim();
+  // The key's base64 lines (the header lines are not secret).
+  secrets.tlsKeyLines = pki.serverKey
+    .split("\n")
+    .filter((line) => line.length > 0 && !line.startsWith("-----"));
+  expect(secrets.postgres.length).toBeGreaterThan(20);
+  expect(secrets.redis.length).toBeGreaterThan(20);
+  expect(secrets.tlsKeyLines.length).toBeGreaterThan(0);
   await stack.up();
-  url = await stack.url("frontend", 8080);
 });
 afterAll(async () => {
+  await client?.close();
   await stack.destroy();
 });
 
-const post = async (path: string) =>
-  (await fetch(`${url}${path}`, { method: "POST" })).json() as Promise<{ count: number }>;
+const get = (path: string, init?: Parameters<TrustingClient["fetch"]>[1]) =>
+  client.fetch(`${url}${path}`, init);
+async function post(path: string): Promise<{ count: number }> {
+  const res = await get(path, { method: "POST" });
+  const body = await res.json();
+  if (res.status !== 200) throw new Error(`POST ${path}: ${res.status} ${JSON.stringify(body)}`);
+  return body as { count: number };
+}
 
 async function containers(): Promise<{ id: string; service: string }[]> {
   const ids = (await stack.compose(["ps", "--quiet"])).trim().split("\n");
@@ -47,6 +94,12 @@ async function containers(): Promise<{ id: string; service: string }[]> {
       return { id, service: stdout.trim() };
     }),
   );
+}
+
+async function container(service: string): Promise<string> {
+  const found = (await containers()).find((c) => c.service === service);
+  if (!found) throw new Error(`no ${service} container`);
+  return found.id;
 }
 
 /** The count PostgreSQL holds, read inside the database container. */
@@ -65,14 +118,39 @@ async function postgresCount(): Promise<number> {
   return Number(output.trim());
 }
 
+/** A shell command in the cache container, with redis-cli authenticated from the secret. */
+const inCache = (script: string, timeoutMs?: number) =>
+  stack.compose(
+    [
+      "exec",
+      "-T",
+      "cache",
+      "sh",
+      "-c",
+      `REDISCLI_AUTH="$(cat /run/secrets/redis_password)"; export REDISCLI_AUTH; ${script}`,
+    ],
+    { timeoutMs },
+  );
+
+/** Recreates the frontend alone with RATE_LIMIT on or off; waits until it is healthy. */
+async function setRateLimit(value: "on" | "off"): Promise<void> {
+  await stack.compose(["up", "-d", "--no-deps", "--wait", "frontend"], {
+    env: { RATE_LIMIT: value },
+  });
+  // The old container closed its connections: start from fresh ones.
+  await client.reconnect();
+}
+
 const dockerExec = async (id: string, command: string[]) =>
   (await run("docker", ["exec", id, ...command])).stdout.trim();
 
 describe("production stack", () => {
-  it("serves the page, the data API from both replicas, and the counter", async () => {
-    expect(await (await fetch(`${url}/`)).text()).toContain("Fetch Data from Backend");
+  it("serves the page, the data API from both replicas, and the counter over HTTPS", async () => {
+    const page = await get("/");
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("Fetch Data from Backend");
 
-    await waitForBothBackendReplicas(url);
+    await waitForBothBackendReplicas(url, (target) => client.fetch(target));
 
     const first = await post("/api/visits");
     const second = await post("/api/visits");
@@ -98,28 +176,37 @@ describe("production stack", () => {
     }
   });
 
-  it("keeps the secret out of container environments and image layers", async () => {
+  it("keeps the secrets out of container configurations and image layers", async () => {
+    const values = [secrets.postgres, secrets.redis, ...secrets.tlsKeyLines];
     for (const { id, service } of await containers()) {
-      const { stdout } = await run("docker", ["inspect", "--format", "{{json .Config.Env}}", id]);
-      expect(stdout, service).not.toContain(password);
-      expect(stdout, service).not.toMatch(/POSTGRES_PASSWORD=/);
+      // The whole configuration: environment, command, labels, mounts.
+      const { stdout: inspect } = await run("docker", ["inspect", id]);
+      for (const value of values) expect(inspect, service).not.toContain(value);
+      const { stdout: env } = await run("docker", [
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        id,
+      ]);
+      expect(env, service).not.toMatch(/(POSTGRES|REDIS)_PASSWORD=/);
     }
     const images = (await stack.compose(["config", "--images"])).trim().split("\n");
-    for (const image of images.filter((name) => name.endsWith(`:${stack.name}`))) {
+    const built = images.filter((name) => name.endsWith(`:${stack.name}`));
+    expect(built.length).toBe(3);
+    for (const image of built) {
       const { stdout } = await run("docker", ["history", "--no-trunc", image]);
-      expect(stdout, image).not.toContain(password);
+      for (const value of values) expect(stdout, image).not.toContain(value);
     }
   });
 
   it("keeps the database and cache unreachable from the frontend, reachable from the counter", async () => {
-    const frontend = (await containers()).find((c) => c.service === "frontend");
-    const counter = (await containers()).find((c) => c.service === "counter");
-    if (!frontend || !counter) throw new Error("frontend or counter container missing");
+    const frontend = await container("frontend");
+    const counter = await container("counter");
     for (const target of ["db:5432", "cache:6379"]) {
       await expect(
         run("docker", [
           "exec",
-          frontend.id,
+          frontend,
           "curl",
           "--silent",
           "--max-time",
@@ -130,7 +217,7 @@ describe("production stack", () => {
       ).rejects.toThrow();
       const probe = `const [h, p] = "${target}".split(":"); require("node:net").connect(+p, h).on("connect", () => process.exit(0)).on("error", () => process.exit(1))`;
       await expect(
-        run("docker", ["exec", counter.id, "node", "-e", probe]),
+        run("docker", ["exec", counter, "node", "-e", probe]),
         `counter -> ${target}`,
       ).resolves.toBeDefined();
     }
@@ -147,29 +234,172 @@ describe("production stack", () => {
     expect(whileStopped).toEqual(Array.from({ length: 10 }, (_, i) => base + 21 + i));
 
     await stack.compose(["start", "cache"]);
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
-    expect(await (await fetch(`${url}/api/visits`)).json()).toEqual({ count: base + 30 });
+    await sleep(6_000);
+    expect(await (await get("/api/visits")).json()).toEqual({ count: base + 30 });
 
     await stack.compose(["restart", "counter"]);
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    await sleep(6_000);
     const afterRestart: number[] = [];
     for (let i = 0; i < 5; i++) afterRestart.push((await post("/api/visits")).count);
     expect(afterRestart).toEqual([31, 32, 33, 34, 35].map((n) => base + n));
     expect(await postgresCount()).toBe(base + 35);
   });
 
+  it("answers HTTPS with HTTP/2 and HSTS, and only TLS 1.2 or newer", async () => {
+    const h2 = await http2Get(url, "/", pki.caCertificate);
+    expect(h2.alpnProtocol).toBe("h2");
+    expect(h2.status).toBe(200);
+    const hsts = String(h2.headers["strict-transport-security"] ?? "");
+    expect(Number(hsts.match(/max-age=(\d+)/)?.[1])).toBeGreaterThanOrEqual(31_536_000);
+
+    // Plain HTTP (the health check) never sends HSTS: browsers ignore it there anyway.
+    const health = await client.fetch(`${httpUrl}/healthz`);
+    expect(health.status).toBe(200);
+    await health.text();
+    expect(health.headers.get("strict-transport-security")).toBeNull();
+
+    const target = { host: "localhost", port: httpsPort, ca: pki.caCertificate };
+    expect(await tlsHandshake({ ...target, minVersion: "TLSv1.2", maxVersion: "TLSv1.2" })).toBe(
+      "TLSv1.2",
+    );
+    expect(await tlsHandshake({ ...target, minVersion: "TLSv1.3" })).toBe("TLSv1.3");
+    // The client really offers TLS 1.1 (OpenSSL 3 allows it only at security level 0):
+    // the server refuses with a protocol_version alert.
+    await expect(
+      tlsHandshake({
+        ...target,
+        minVersion: "TLSv1.1",
+        maxVersion: "TLSv1.1",
+        ciphers: "DEFAULT@SECLEVEL=0",
+      }),
+    ).rejects.toThrow(/alert protocol version/);
+  });
+
+  it("redirects plain HTTP to HTTPS with 308, query string kept, except the health check", async () => {
+    for (const method of ["GET", "POST"]) {
+      const res = await client.fetch(`${httpUrl}/api/data?x=1`, { method, redirect: "manual" });
+      await res.text();
+      expect(res.status, method).toBe(308);
+      expect(res.headers.get("location"), method).toBe(`${url}/api/data?x=1`);
+    }
+    const health = await client.fetch(`${httpUrl}/healthz`, { redirect: "manual" });
+    expect(health.status).toBe(200);
+    expect(await health.text()).toBe("ok\n");
+  });
+
+  it("runs healthy from the documented secrets directory, which only its owner can enter", async () => {
+    const dir = join(stack.directory, "secrets");
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    for (const file of [
+      "postgres_password.txt",
+      "redis_password.txt",
+      "tls_certificate.pem",
+      "tls_key.pem",
+    ]) {
+      expect((await stat(join(dir, file))).mode & 0o777, file).toBe(0o644);
+    }
+    // The containers' users (101, 999, 1000) read the files through the 0700 directory.
+    const states = (await stack.compose(["ps", "--format", "{{.Service}} {{.State}} {{.Health}}"]))
+      .trim()
+      .split("\n")
+      .sort();
+    expect(states).toEqual([
+      "backend running healthy",
+      "backend running healthy",
+      "cache running healthy",
+      "counter running healthy",
+      "counter running healthy",
+      "db running healthy",
+      "frontend running healthy",
+    ]);
+  });
+
+  it("rate-limits a burst of visits from one client with JSON 429s, never a paced client", async () => {
+    await setRateLimit("on");
+    try {
+      const burst = await Promise.all(
+        Array.from({ length: 30 }, async () => {
+          const res = await get("/api/visits", { method: "POST" });
+          return {
+            status: res.status,
+            retryAfter: res.headers.get("retry-after"),
+            contentType: res.headers.get("content-type"),
+            body: (await res.json()) as { count?: number; error?: string },
+          };
+        }),
+      );
+      const limited = burst.filter((r) => r.status === 429);
+      const counted = burst.filter((r) => r.status === 200);
+      expect(limited.length).toBeGreaterThan(0);
+      expect(counted.length).toBeGreaterThan(0);
+      expect(limited.length + counted.length).toBe(30);
+      for (const answer of limited) {
+        expect(answer.contentType).toMatch(/^application\/json/);
+        expect(answer.body.error).toEqual(expect.any(String));
+        expect(Number(answer.retryAfter)).toBeGreaterThan(0);
+      }
+
+      // Let the bucket drain (10 at 5 a second), then one visit every 300 ms: under 5/s.
+      await sleep(3_000);
+      const paced: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const res = await get("/api/visits", { method: "POST" });
+        await res.text();
+        paced.push(res.status);
+        await sleep(300);
+      }
+      expect(paced).toEqual(Array.from({ length: 10 }, () => 200));
+    } finally {
+      await setRateLimit("off");
+    }
+  });
+
+  it("keeps Redis within its memory limit under a flood of keys, and keeps counting", async () => {
+    // ~150,000 values of 1000 bytes (some 160 MB) through redis-cli --pipe, in the Redis
+    // protocol, generated in the container: far past maxmemory (96 MB).
+    const fill = [
+      "awk 'BEGIN {",
+      '  v = sprintf("%1000s", ""); gsub(/ /, "x", v);',
+      "  for (i = 0; i < 150000; i++) {",
+      '    k = "e2e-fill:" i;',
+      '    printf "*3\\r\\n$3\\r\\nSET\\r\\n$%d\\r\\n%s\\r\\n$1000\\r\\n%s\\r\\n", length(k), k, v',
+      "  }",
+      "}' | redis-cli --pipe",
+    ].join("\n");
+    const output = await inCache(fill, 300_000);
+    expect(output).toMatch(/errors: 0, replies: 150000/);
+
+    const info = await inCache("redis-cli info memory; redis-cli info stats");
+    const field = (name: string) => Number(info.match(new RegExp(`^${name}:(\\d+)`, "m"))?.[1]);
+    expect(field("maxmemory")).toBe(96 * 1024 * 1024);
+    expect(field("evicted_keys")).toBeGreaterThan(0);
+    // Redis frees memory before each write: it stays at the limit, not far past it.
+    expect(field("used_memory")).toBeLessThanOrEqual(field("maxmemory") + 2 * 1024 * 1024);
+
+    const cache = await container("cache");
+    const { stdout } = await run("docker", [
+      "inspect",
+      "--format",
+      "{{.RestartCount}} {{.State.OOMKilled}} {{.State.Status}}",
+      cache,
+    ]);
+    expect(stdout.trim()).toBe("0 false running");
+
+    const counted = (await post("/api/visits")).count;
+    expect(await (await get("/api/visits")).json()).toEqual({ count: counted });
+  });
+
   it("keeps serving when a backend replica dies", async () => {
-    const backend = (await containers()).find((c) => c.service === "backend");
-    if (!backend) throw new Error("no backend container");
-    await run("docker", ["kill", backend.id]);
+    await run("docker", ["kill", await container("backend")]);
     for (let i = 0; i < 10; i++) {
-      const res = await fetch(`${url}/api/data`);
+      const res = await get("/api/data");
+      await res.text();
       expect(res.status).toBe(200);
     }
   });
 
-  it("works in a browser: data button, visit count, no CSP violation or console error", async () => {
-    const browser = await launchChromium();
+  it("works in a browser over HTTPS: data button, visit count, no CSP violation or console error", async () => {
+    const browser = await launchChromium({ trustSpkiHashes: [pki.caSpkiHash] });
     try {
       const page = await browser.newPage();
       const problems: string[] = [];
@@ -179,7 +409,8 @@ describe("production stack", () => {
       });
       page.on("pageerror", (error) => problems.push(error.message));
 
-      await page.goto(url);
+      const response = await page.goto(url);
+      expect(response?.status()).toBe(200);
       const visits = page.getByTestId("visits");
       await expect.poll(() => visits.textContent()).toMatch(/visited \d+ times/);
       const firstCount = Number((await visits.textContent())?.match(/\d+/)?.[0]);
@@ -205,12 +436,12 @@ describe("production stack", () => {
     const before = (await post("/api/visits")).count;
     await stack.compose(["down", "--timeout", "10"]);
     await stack.up();
-    url = await stack.url("frontend", 8080);
+    await client.reconnect();
     expect((await post("/api/visits")).count).toBe(before + 1);
 
     await stack.compose(["down", "--volumes", "--timeout", "10"]);
     await stack.up();
-    url = await stack.url("frontend", 8080);
+    await client.reconnect();
     expect((await post("/api/visits")).count).toBe(1);
   });
 });

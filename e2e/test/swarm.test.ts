@@ -1,31 +1,39 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, eventually, waitForBothBackendReplicas } from "./support/compose.ts";
+import {
+  ComposeProject,
+  eventually,
+  freePorts,
+  waitForBothBackendReplicas,
+} from "./support/compose.ts";
+import { TrustingClient } from "./support/https.ts";
 
 const run = promisify(execFile);
 
 // The production files deployed to a single-node Docker Swarm with
-// infra/swarm/deploy.sh, as README's "Docker Swarm" section does it.
+// infra/swarm/deploy.sh, as README's "Docker Swarm" section does it, with the secrets
+// infra/init-secrets.sh makes (docs/PRODUCTION.md): passwords and a self-signed
+// certificate for localhost, which the tests trust as a browser would after the warning.
+// The frontend publishes its ports in host mode on fixed free ports: HTTPS, and HTTP that
+// redirects there (PUBLIC_HTTPS_PORT must name the real port).
+const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
 const stack = new ComposeProject({
   files: ["docker-compose.yml", "docker-compose.prod.yml"],
   copyRepo: true,
+  env: {
+    FRONTEND_PORT: String(httpPort),
+    FRONTEND_HTTPS_PORT: String(httpsPort),
+    // 100 concurrent visits from one address below: a load test, not a client.
+    RATE_LIMIT: "off",
+  },
 });
 const stackName = stack.name;
-let url: string;
+const url = `https://localhost:${httpsPort}`;
+let client: TrustingClient | undefined;
 let swarmStartedHere = false;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   const { stdout } = await run("docker", ["info", "--format", "{{.Swarm.LocalNodeState}}"]);
@@ -34,15 +42,18 @@ beforeAll(async () => {
     swarmStartedHere = true;
   }
   await stack.prepare();
-  await mkdir(join(stack.directory, "secrets"), { recursive: true });
-  const password = randomBytes(24).toString("base64url");
-  await writeFile(join(stack.directory, "secrets/postgres_password.txt"), `${password}\n`, {
-    mode: 0o644,
-  });
+  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+  client = new TrustingClient(
+    await readFile(join(stack.directory, "secrets/tls_certificate.pem"), "utf8"),
+  );
 
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, FRONTEND_PORT: String(port), IMAGE_TAG: stack.name };
+  const env = {
+    ...process.env,
+    FRONTEND_PORT: String(httpPort),
+    FRONTEND_HTTPS_PORT: String(httpsPort),
+    RATE_LIMIT: "off",
+    IMAGE_TAG: stack.name,
+  };
   await stack.compose(["build"]);
   await run("bash", ["infra/swarm/deploy.sh", stackName], {
     cwd: stack.directory,
@@ -52,6 +63,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await client?.close();
   await run("docker", ["stack", "rm", stackName]).catch(() => {});
   // Named volumes outlive `stack rm`, and can only go once the tasks are gone.
   await eventually(async () => {
@@ -67,6 +79,11 @@ afterAll(async () => {
   if (swarmStartedHere) await run("docker", ["swarm", "leave", "--force"]).catch(() => {});
   await stack.destroy();
 });
+
+const https = (path: string, init?: Parameters<TrustingClient["fetch"]>[1]) => {
+  if (!client) throw new Error("not set up");
+  return client.fetch(`${url}${path}`, init);
+};
 
 describe("production stack on Docker Swarm", () => {
   it("runs every service with its replicas", async () => {
@@ -92,23 +109,55 @@ describe("production stack on Docker Swarm", () => {
     });
   });
 
-  it("serves the page and the data API from both backend replicas", async () => {
+  it("serves the page over HTTPS and the data API from both backend replicas", async () => {
     const page = await eventually(async () => {
-      const res = await fetch(`${url}/`);
+      const res = await https("/");
       expect(res.status).toBe(200);
       return res.text();
     }, 30_000);
     expect(page).toContain("Fetch Data from Backend");
 
-    await waitForBothBackendReplicas(url);
+    await waitForBothBackendReplicas(url, (target) => https(target.slice(url.length)));
   });
 
-  it("counts exactly across both counter replicas", async () => {
-    const post = async () =>
-      ((await (await fetch(`${url}/api/visits`, { method: "POST" })).json()) as { count: number })
-        .count;
+  it("redirects plain HTTP to HTTPS", async () => {
+    if (!client) throw new Error("not set up");
+    const res = await client.fetch(`http://localhost:${httpPort}/api/data?x=1`, {
+      redirect: "manual",
+    });
+    await res.text();
+    expect(res.status).toBe(308);
+    expect(res.headers.get("location")).toBe(`${url}/api/data?x=1`);
+  });
+
+  it("counts exactly across both counter replicas, with the cache behind its password", async () => {
+    const post = async () => {
+      const res = await https("/api/visits", { method: "POST" });
+      const body = (await res.json()) as { count: number };
+      expect(res.status).toBe(200);
+      return body.count;
+    };
     const start = await eventually(post, 30_000);
     const counts = (await Promise.all(Array.from({ length: 100 }, post))).sort((a, b) => a - b);
     expect(counts).toEqual(Array.from({ length: 100 }, (_, i) => start + 1 + i));
+
+    // The cache took the password from its secret: without it, redis-cli is refused.
+    const { stdout: ids } = await run("docker", [
+      "ps",
+      "-q",
+      "--filter",
+      `label=com.docker.swarm.service.name=${stackName}_cache`,
+    ]);
+    const cache = ids.trim().split("\n")[0] ?? "";
+    const ping = (auth: boolean) =>
+      run("docker", [
+        "exec",
+        cache,
+        "sh",
+        "-c",
+        `${auth ? 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" ' : ""}redis-cli ping`,
+      ]).then(({ stdout }) => stdout.trim());
+    expect(await ping(true)).toBe("PONG");
+    expect(await ping(false)).toMatch(/NOAUTH/);
   });
 });

@@ -22,14 +22,15 @@ const SERVICE_KEYS_TO_DROP = {
 };
 
 /**
- * Swarm ignores a service's `tmpfs:` paths, which leaves them read-only under
- * `read_only: true`. An anonymous volume takes their place: it starts as a copy
- * of the image's directory, owner included (the images give these paths to their
- * users), and belongs to the task alone.
+ * Swarm ignores a service's `tmpfs:` key, which would leave those paths read-only
+ * under `read_only: true`. A tmpfs mount in `volumes:` takes its place: in memory as
+ * in Compose (a secret written there, like the cache's password file, never reaches a
+ * disk), but without the uid/gid options, which the Swarm loader does not take; it
+ * comes up world-writable (mode 1777), so the services' users can write to it.
  */
-function tmpfsAsVolumes(service) {
+function tmpfsAsMounts(service) {
   const paths = (service.tmpfs ?? []).map((entry) => entry.split(":")[0]);
-  return [...(service.volumes ?? []), ...paths.map((target) => ({ type: "volume", target }))];
+  return [...(service.volumes ?? []), ...paths.map((target) => ({ type: "tmpfs", target }))];
 }
 
 export function toStack(compose) {
@@ -49,13 +50,17 @@ export function toStack(compose) {
       // `docker compose config` writes some values with other types than the v3 schema wants.
       const limits = service.deploy?.resources?.limits;
       if (limits?.cpus !== undefined) limits.cpus = String(limits.cpus);
-      converted.ports = service.ports?.map((port) => ({
-        ...port,
-        published: Number(port.published),
-      }));
+      converted.ports = service.ports?.map(({ host_ip: hostIp, ...port }) => {
+        // The v3 schema has no `host_ip` (FRONTEND_BIND): Swarm publishes on every
+        // address. Dropped when it says so anyway; a narrower bind is refused rather than
+        // silently widened.
+        if (hostIp !== undefined && hostIp !== "0.0.0.0")
+          throw new Error(`service ${name}: Swarm cannot publish on ${hostIp} only (host_ip)`);
+        return { ...port, published: Number(port.published) };
+      });
       if (!converted.ports) delete converted.ports;
       delete converted.tmpfs;
-      converted.volumes = tmpfsAsVolumes(service);
+      converted.volumes = tmpfsAsMounts(service);
       if (converted.volumes.length === 0) delete converted.volumes;
       return [name, converted];
     }),

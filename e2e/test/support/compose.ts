@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { cp, mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -8,8 +9,10 @@ import { expect } from "vitest";
 const run = promisify(execFile);
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 
-// Never copied into a test's working copy: installs, build output, local secrets.
-const SKIP = /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$/;
+// Never copied into a test's working copy: installs, build output, local settings and
+// secrets (a test that needs secrets makes fresh ones in its copy).
+const SKIP =
+  /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$/;
 
 export interface ComposeOptions {
   /** Compose files, relative to the project directory, in merge order. */
@@ -47,24 +50,20 @@ export class ComposeProject {
     return this;
   }
 
-  /** `docker compose …` for this project; rejects with the command's output on failure. */
-  async compose(args: string[], timeoutMs = 600_000): Promise<string> {
+  /**
+   * `docker compose …` for this project; rejects with the command's output on failure.
+   * `env` adds to (and overrides) the project's variables for this one command, e.g. to
+   * recreate a service with another setting.
+   */
+  async compose(
+    args: string[],
+    { env = {}, timeoutMs = 600_000 }: { env?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<string> {
     const files = this.#options.files.flatMap((file) => ["-f", file]);
     try {
       const { stdout } = await run("docker", ["compose", "-p", this.name, ...files, ...args], {
         cwd: this.directory,
-        env: {
-          ...process.env,
-          // Every published port random (0): no clash with anything on the host.
-          FRONTEND_PORT: "0",
-          BACKEND_PORT: "0",
-          BACKEND_DEBUG_PORT: "0",
-          COUNTER_PORT: "0",
-          COUNTER_DEBUG_PORT: "0",
-          // Images of this run get their own tag, removed again by destroy().
-          IMAGE_TAG: this.name,
-          ...this.#options.env,
-        },
+        env: { ...process.env, ...this.environment(), ...env },
         timeout: timeoutMs,
         maxBuffer: 64 * 1024 * 1024,
       });
@@ -75,10 +74,32 @@ export class ComposeProject {
     }
   }
 
+  /**
+   * The variables every command of this project gets (random ports, this run's image
+   * tag, the options' env), for a script that runs `docker compose` itself.
+   */
+  environment(): Record<string, string> {
+    return {
+      // Every published port random (0): no clash with anything on the host. The
+      // production frontend must know its public HTTPS port (PUBLIC_HTTPS_PORT, for
+      // the redirect from HTTP), which cannot be 0: a test that starts it passes fixed
+      // free ports (freePorts()) in `env`.
+      FRONTEND_PORT: "0",
+      FRONTEND_HTTPS_PORT: "0",
+      BACKEND_PORT: "0",
+      BACKEND_DEBUG_PORT: "0",
+      COUNTER_PORT: "0",
+      COUNTER_DEBUG_PORT: "0",
+      // Images of this run get their own tag, removed again by destroy().
+      IMAGE_TAG: this.name,
+      ...this.#options.env,
+    };
+  }
+
   /** `up --build --wait`; on failure the error carries the services' last log lines. */
-  async up(extra: string[] = []): Promise<void> {
+  async up(extra: string[] = [], options: { env?: Record<string, string> } = {}): Promise<void> {
     try {
-      await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra]);
+      await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra], options);
     } catch (error) {
       throw new Error(`${(error as Error).message}\n--- last logs ---\n${await this.logs()}`);
     }
@@ -124,11 +145,42 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000)
   }
 }
 
+/**
+ * Ports free on every host address right now, all different (held open together until
+ * each is known): for published ports that must stay the same over restarts.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, "0.0.0.0", resolve);
+      });
+      ports.push((server.address() as { port: number }).port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(
+      servers.map((server) => new Promise((resolve) => server.close(() => resolve(undefined)))),
+    );
+  }
+}
+
+/** What waitForBothBackendReplicas needs of a fetch: the global one, or undici's with a CA. */
+export type JsonFetch = (url: string) => Promise<{ json(): Promise<unknown> }>;
+
 /** Polls /api/data through Nginx until both backend replicas have answered. */
-export async function waitForBothBackendReplicas(url: string): Promise<void> {
+export async function waitForBothBackendReplicas(
+  url: string,
+  fetchJson: JsonFetch = fetch,
+): Promise<void> {
   const hosts = new Set<string>();
   await eventually(async () => {
-    const body = (await (await fetch(`${url}/api/data`)).json()) as { servedByHost: string };
+    const body = (await (await fetchJson(`${url}/api/data`)).json()) as { servedByHost: string };
     hosts.add(body.servedByHost);
     expect(hosts.size).toBe(2);
   }, 20_000);

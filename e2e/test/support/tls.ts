@@ -12,7 +12,11 @@ export interface TestPki {
   caCertificate: string;
   serverCertificate: string;
   serverKey: string;
-  /** base64 SHA-256 of the CA's public key, for Chromium's --ignore-certificate-errors-spki-list. */
+  /**
+   * base64 SHA-256 of the CA's public key, for Chromium's
+   * --ignore-certificate-errors-spki-list, which only looks at the certificates the
+   * server sends: serve the CA certificate after the server's (a chain file).
+   */
   caSpkiHash: string;
 }
 

@@ -1,0 +1,198 @@
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { Agent, fetch } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ComposeProject, freePorts } from "./support/compose.ts";
+import { describeFailures, failures, type StreamRecord, startStream } from "./support/stream.ts";
+import { makeTestPki } from "./support/tls.ts";
+
+const run = promisify(execFile);
+
+// The production stack under a steady stream of plain clients (GET /api/data and
+// POST /api/visits, no retries, no Idempotency-Key) while infra/rollout.sh replaces
+// backend and counter with images that differ: no request may fail.
+const FILES = ["docker-compose.yml", "docker-compose.prod.yml"];
+const stack = new ComposeProject({ files: FILES, copyRepo: true });
+const MESSAGE_SOURCE = "apps/backend/src/app.ts";
+const MESSAGE_LINE = /export const MESSAGE = "[^"]*";/;
+let env: Record<string, string>;
+let url: string;
+let dispatcher: Agent;
+
+beforeAll(async () => {
+  await stack.prepare();
+  const pki = await makeTestPki();
+  await writeFile(join(stack.directory, "secrets/tls_certificate.pem"), pki.serverCertificate);
+  await writeFile(join(stack.directory, "secrets/tls_key.pem"), pki.serverKey);
+  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+  const [httpPort, httpsPort] = await freePorts(2);
+  env = {
+    FRONTEND_PORT: String(httpPort),
+    FRONTEND_HTTPS_PORT: String(httpsPort),
+    // One client address, many requests: the limits would answer with 429.
+    RATE_LIMIT: "off",
+  };
+  await stack.up([], { env });
+  url = `https://localhost:${httpsPort}`;
+  dispatcher = new Agent({ connect: { ca: pki.caCertificate } });
+});
+afterAll(async () => {
+  await dispatcher?.close();
+  await stack.destroy();
+});
+
+/**
+ * infra/rollout.sh as a user runs it: plain `docker compose`, the project and files from
+ * COMPOSE_PROJECT_NAME and COMPOSE_FILE. Resolves to its exit code and output.
+ */
+async function rollout(args: string[], extra: Record<string, string> = {}) {
+  const started = performance.now();
+  try {
+    const { stderr } = await run("bash", ["infra/rollout.sh", ...args], {
+      cwd: stack.directory,
+      env: {
+        ...process.env,
+        ...stack.environment(),
+        ...env,
+        ...extra,
+        COMPOSE_PROJECT_NAME: stack.name,
+        COMPOSE_FILE: FILES.join(":"),
+      },
+      timeout: 600_000,
+    });
+    return { code: 0, output: stderr, seconds: (performance.now() - started) / 1000 };
+  } catch (error) {
+    const { code = 1, stderr = "" } = error as { code?: number; stderr?: string };
+    return { code, output: stderr, seconds: (performance.now() - started) / 1000 };
+  }
+}
+
+async function setMessage(message: string): Promise<void> {
+  const path = join(stack.directory, MESSAGE_SOURCE);
+  const source = await readFile(path, "utf8");
+  await writeFile(path, source.replace(MESSAGE_LINE, `export const MESSAGE = "${message}";`));
+}
+
+/** The counter's image must differ too: a comment that changes its source. */
+async function touchCounter(version: string): Promise<void> {
+  const path = join(stack.directory, "apps/counter/src/app.ts");
+  await writeFile(path, `${await readFile(path, "utf8")}// rollout e2e: ${version}\n`);
+}
+
+async function postgresCount(): Promise<number> {
+  const output = await stack.compose([
+    ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
+    ...[
+      "--tuples-only",
+      "--no-align",
+      "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
+    ],
+  ]);
+  return Number(output.trim());
+}
+
+/** Runs `change` under the stream; returns the records. */
+async function underStream(change: () => Promise<void>): Promise<StreamRecord[]> {
+  const stream = startStream({ url, dispatcher, clients: 4, rate: 60 });
+  await sleep(1_500);
+  await change();
+  await sleep(1_500);
+  return stream.stop();
+}
+
+function summary(records: StreamRecord[]) {
+  const visits = records.filter((r) => r.kind === "visit" && r.count !== undefined);
+  return {
+    requests: records.length,
+    failed: failures(records).length,
+    visits: visits.map((r) => r.count as number),
+    messages: [...new Set(records.map((r) => r.message).filter(Boolean))],
+  };
+}
+
+describe("rolling update (infra/rollout.sh)", () => {
+  it("replaces backend and counter under a steady stream, three times in a row, without a failed request", async () => {
+    for (let round = 1; round <= 3; round++) {
+      const message = `Hello from Backend API, version ${round}`;
+      await setMessage(message);
+      await touchCounter(`version ${round}`);
+      const before = await postgresCount();
+      let result: Awaited<ReturnType<typeof rollout>> | undefined;
+      const records = await underStream(async () => {
+        result = await rollout(["backend", "counter"]);
+      });
+      const { requests, failed, visits, messages } = summary(records);
+      console.info(
+        `rollout ${round}: ${requests} requests, ${failed} failed (${describeFailures(records)}), ` +
+          `rollout ${result?.seconds.toFixed(1)} s, messages seen: ${messages.length}`,
+      );
+      expect(result?.code, result?.output).toBe(0);
+      expect(failed, describeFailures(records)).toBe(0);
+      expect(requests).toBeGreaterThan(300);
+      // Every number once, and PostgreSQL holds exactly the acknowledged visits.
+      expect(new Set(visits).size).toBe(visits.length);
+      expect(await postgresCount()).toBe(before + visits.length);
+      // The answers switched to the new image during the run.
+      expect(messages).toContain(message);
+      expect(records.at(-1)?.message ?? records.at(-2)?.message).toBe(message);
+      // Back at two replicas each, all on the new image and healthy.
+      for (const service of ["backend", "counter"]) {
+        const ids = (await stack.compose(["ps", "--quiet", service])).trim().split("\n");
+        expect(ids, service).toHaveLength(2);
+      }
+    }
+  });
+
+  it("rolls back a new image that does not become healthy; the old replicas keep serving", async () => {
+    const previous = (await (await fetch(`${url}/api/data`, { dispatcher })).json()) as {
+      message: string;
+    };
+    // The new image listens on another port than its health check (and Nginx) uses.
+    const main = join(stack.directory, "apps/backend/src/main.ts");
+    const source = await readFile(main, "utf8");
+    await writeFile(main, source.replace("port: config.PORT,", "port: config.PORT + 1000,"));
+    await setMessage("Hello from a broken version");
+    let result: Awaited<ReturnType<typeof rollout>> | undefined;
+    try {
+      const records = await underStream(async () => {
+        result = await rollout(["backend"], { ROLLOUT_TIMEOUT: "20" });
+      });
+      console.info(
+        `failed rollout: exit ${result?.code} after ${result?.seconds.toFixed(1)} s, ` +
+          `${records.length} requests, ${failures(records).length} failed`,
+      );
+      expect(result?.code).toBe(1);
+      expect(result?.output).toMatch(/rolling back/);
+      expect(failures(records).length, describeFailures(records)).toBe(0);
+      expect(summary(records).messages).toEqual([previous.message]);
+      const ids = (await stack.compose(["ps", "--quiet", "backend"])).trim().split("\n");
+      expect(ids).toHaveLength(2);
+    } finally {
+      await writeFile(main, source);
+    }
+  });
+
+  it("for comparison: a plain `up -d --build --wait` of both services, under the same stream", async () => {
+    await setMessage("Hello from Backend API, after a plain up");
+    await touchCounter("plain up");
+    const before = await postgresCount();
+    const started = performance.now();
+    const records = await underStream(async () => {
+      await stack.compose(["up", "--detach", "--build", "--wait", "backend", "counter"], { env });
+    });
+    const { requests, failed, visits } = summary(records);
+    // The number goes in docs/PERFORMANCE.md next to the rollout's.
+    console.info(
+      `plain up: ${requests} requests, ${failed} failed (${describeFailures(records)}), ` +
+        `${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    // Whatever failed, nothing was counted twice or lost among the answered visits.
+    expect(new Set(visits).size).toBe(visits.length);
+    const counted = (await postgresCount()) - before;
+    expect(counted).toBeGreaterThanOrEqual(visits.length);
+    expect(counted).toBeLessThanOrEqual(visits.length + failed);
+  });
+});
