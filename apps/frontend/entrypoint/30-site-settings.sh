@@ -21,10 +21,13 @@ case "$port" in
   *) [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || problem "PUBLIC_HTTPS_PORT must be 1-65535, got '$port'" ;;
 esac
 proxies=$(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' ')
+# No file name expansion of the entries ("*" stays "*").
+set -f
+ipv4='([0-9]{1,3}\.){3}[0-9]{1,3}(/([0-9]|[12][0-9]|3[0-2]))?'
+ipv6='[0-9a-fA-F]*:[0-9a-fA-F:.]*(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?'
 for proxy in $proxies; do
-  case "$proxy" in
-    *[!0-9a-fA-F.:/]* | */*/* ) problem "TRUSTED_PROXIES: '$proxy' is not an address or CIDR" ;;
-  esac
+  printf '%s\n' "$proxy" | grep -Eqx "$ipv4|$ipv6" ||
+    problem "TRUSTED_PROXIES: '$proxy' is not an IPv4 or IPv6 address or CIDR"
 done
 if [ "${TLS:-off}" = on ]; then
   for secret in tls_certificate tls_key; do

@@ -5,8 +5,19 @@
 // by their network aliases ("backend", "counter") like the real services in Compose.
 // Without a working Docker these tests fail rather than skip.
 import { execFile as execFileCallback } from "node:child_process";
+import { once } from "node:events";
+import { chmod, copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import type { IncomingHttpHeaders } from "node:http";
-import { connect } from "node:net";
+import {
+  type IncomingHttpHeaders as Http2Headers,
+  connect as http2Connect,
+  type IncomingHttpStatusHeader,
+} from "node:http2";
+import { request as httpsRequest } from "node:https";
+import { type AddressInfo, connect, createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type SecureVersion, connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -39,6 +50,7 @@ async function timedFetch(url: string, init?: RequestInit) {
 // Everything created here, removed in afterAll (which also runs after failures).
 const containers: string[] = [];
 const networks: string[] = [];
+const tempDirs: string[] = [];
 
 async function createNetwork(label: string): Promise<string> {
   const name = `app-frontend-test-${label}-${RUN_ID}`;
@@ -89,6 +101,160 @@ async function rawRequest(url: string, request: string) {
     }),
   );
   return { status: Number(statusLine.split(" ")[1]), headers, body };
+}
+
+/**
+ * Runs the docker CLI for a command that is meant to fail: returns its exit code and
+ * output instead of rejecting. Still rejects when docker itself could not run (missing
+ * binary, timeout), so the test fails rather than passing on a broken setup.
+ */
+async function dockerFails(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    return { code: 0, ...(await docker(...args)) };
+  } catch (error) {
+    const failure = error as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof failure.code !== "number") throw error;
+    return { code: failure.code, stdout: failure.stdout ?? "", stderr: failure.stderr ?? "" };
+  }
+}
+
+/** Loopback ports free right now (all listened on at once, so they are distinct). */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const server = createServer();
+          server.once("error", reject);
+          server.listen(0, "127.0.0.1", () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+// ---------------------------------------------------------------------------------
+// TLS: a throwaway certificate and clients that trust it
+
+interface CertificatePair {
+  dir: string;
+  certificate: string;
+  key: string;
+  /** The certificate's PEM text, the clients' only trusted CA. */
+  ca: string;
+}
+
+let certificatePair: Promise<CertificatePair> | undefined;
+
+/**
+ * A self-signed certificate for localhost and 127.0.0.1 (valid one day) and its key, made
+ * once per run in a temporary directory (removed in afterAll). Both files are 0644 like
+ * Compose's file secrets, so nginx reads them also as uid 101.
+ */
+function selfSignedPair(): Promise<CertificatePair> {
+  certificatePair ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), "app-frontend-test-tls-"));
+    tempDirs.push(dir);
+    const certificate = join(dir, "certificate.pem");
+    const key = join(dir, "key.pem");
+    await execFile("openssl", [
+      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+      ...["-nodes", "-days", "1", "-subj", "/CN=localhost"],
+      ...["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+      ...["-keyout", key, "-out", certificate],
+    ]);
+    await chmod(certificate, 0o644);
+    await chmod(key, 0o644);
+    return { dir, certificate, key, ca: await readFile(certificate, "utf8") };
+  })();
+  return certificatePair;
+}
+
+/** `docker run` options mounting the pair read-only where the image expects its secrets. */
+function secretMounts(pair: { certificate?: string; key?: string }): string[] {
+  const mounts: string[] = [];
+  for (const [file, secret] of [
+    [pair.certificate, "tls_certificate"],
+    [pair.key, "tls_key"],
+  ]) {
+    if (file) {
+      mounts.push("--mount", `type=bind,source=${file},target=/run/secrets/${secret},readonly`);
+    }
+  }
+  return mounts;
+}
+
+/** One request over HTTP/2 (the client offers only h2), trusting `ca`. */
+async function h2Request(origin: string, ca: string, path: string) {
+  const session = http2Connect(origin, { ca });
+  // Errors reach the awaited events below; this keeps a late one from going unhandled.
+  session.on("error", () => {});
+  try {
+    await once(session, "connect");
+    const stream = session.request({ ":path": path });
+    stream.setTimeout(10_000, () => stream.close());
+    const [headers] = (await once(stream, "response")) as [Http2Headers & IncomingHttpStatusHeader];
+    stream.setEncoding("utf8");
+    let body = "";
+    for await (const chunk of stream) body += chunk;
+    return { alpn: session.alpnProtocol, status: headers[":status"], headers, body };
+  } finally {
+    session.close();
+  }
+}
+
+/** One HTTP/1.1 request over TLS (node:https offers no ALPN), trusting `ca`. */
+function httpsGet(
+  url: string,
+  ca: string,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { ca, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on("error", reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error("no answer within 10 s")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * A TLS handshake with 127.0.0.1:port offering only `version` (by default whatever Node
+ * offers); resolves with the negotiated protocol. SECLEVEL=0 lets Node's OpenSSL offer
+ * TLS 1.0/1.1 at all, so a refusal is the server's, not the client's.
+ */
+function tlsHandshake(port: number, ca: string, version?: SecureVersion): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect(
+      {
+        host: "127.0.0.1",
+        port,
+        ca,
+        servername: "localhost",
+        ...(version
+          ? { minVersion: version, maxVersion: version, ciphers: "DEFAULT@SECLEVEL=0" }
+          : {}),
+      },
+      () => {
+        const protocol = socket.getProtocol() ?? "";
+        socket.end();
+        resolve(protocol);
+      },
+    );
+    socket.setTimeout(10_000, () => socket.destroy(new Error("no handshake within 10 s")));
+    socket.on("error", reject);
+  });
 }
 
 // ---------------------------------------------------------------------------------
@@ -225,11 +391,18 @@ const COUNTER_ROUTES: Record<string, Reply> = {
 
 /**
  * Starts the image on `network` with the given environment, publishes 8080 on a random
- * loopback port, waits for the image's HEALTHCHECK to pass, returns the base URL.
+ * loopback port (or as `publish` says), waits for the image's HEALTHCHECK to pass,
+ * returns the base URL (of 8080).
  */
 async function startFrontend(
   label: string,
-  options: { network: string; env?: Record<string, string>; extraArgs?: string[] },
+  options: {
+    network: string;
+    env?: Record<string, string>;
+    extraArgs?: string[];
+    /** `--publish` values; 8080 must be among them. */
+    publish?: string[];
+  },
 ): Promise<{ url: string; container: string }> {
   const container = `app-frontend-test-${label}-${RUN_ID}`;
   containers.push(container); // before `run`, so cleanup also catches a half-started one
@@ -240,7 +413,7 @@ async function startFrontend(
     container,
     ...["--network", options.network],
     ...Object.entries(options.env ?? {}).flatMap(([key, value]) => ["--env", `${key}=${value}`]),
-    ...["--publish", "127.0.0.1::8080"],
+    ...(options.publish ?? ["127.0.0.1::8080"]).flatMap((publish) => ["--publish", publish]),
     ...(options.extraArgs ?? []),
     IMAGE,
   );
@@ -286,6 +459,18 @@ function expectJson502(answer: Awaited<ReturnType<typeof timedFetch>>): void {
   expect(ms).toBeLessThan(1_500);
 }
 
+/**
+ * What a production override sets. The writable paths are tmpfs owned by uid 101: /tmp
+ * (pid file), /var/cache/nginx (temp files), /etc/nginx/conf.d (templates rendered at
+ * start).
+ */
+const HARDENED = [
+  ...["--user", "101", "--read-only", "--cap-drop", "ALL"],
+  ...["--security-opt", "no-new-privileges"],
+  ...["--tmpfs", "/tmp", "--tmpfs", "/var/cache/nginx:uid=101,gid=101"],
+  ...["--tmpfs", "/etc/nginx/conf.d:uid=101,gid=101"],
+];
+
 // ---------------------------------------------------------------------------------
 // Shared fixtures: the image and a network with a fake backend and counter
 
@@ -307,7 +492,59 @@ afterAll(async () => {
   if (containers.length > 0) await docker("rm", "--force", ...containers).catch(() => {});
   for (const name of networks) await docker("network", "rm", name).catch(() => {});
   await docker("image", "rm", "--force", IMAGE).catch(() => {});
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
 });
+
+// ---------------------------------------------------------------------------------
+// Reading `nginx -T`
+
+/** The files `nginx -T` dumped, by path ("# configuration file <path>:" headers). */
+function dumpedFiles(dump: string): Map<string, string> {
+  const parts = dump.split(/^# configuration file (.+):$/m);
+  const files = new Map<string, string>();
+  for (let i = 1; i + 1 < parts.length; i += 2) files.set(parts[i] ?? "", parts[i + 1] ?? "");
+  return files;
+}
+
+/** The configuration without comments, and with quoted strings emptied (their braces). */
+function stripped(config: string): string {
+  return config.replace(/#.*$/gm, "").replace(/'[^']*'|"[^"]*"/g, '""');
+}
+
+/** The error_page directives outside any block of a file: status -> URI. */
+function topLevelErrorPages(config: string): Map<number, string> {
+  const pages = new Map<number, string>();
+  let depth = 0;
+  let statement = "";
+  for (const char of stripped(config)) {
+    if (char === "{" || char === "}") {
+      depth += char === "{" ? 1 : -1;
+      statement = "";
+    } else if (char === ";") {
+      const [directive, ...args] = statement.trim().split(/\s+/);
+      const uri = args.pop() ?? "";
+      if (depth === 0 && directive === "error_page") {
+        for (const code of args) pages.set(Number(code), uri);
+      }
+      statement = "";
+    } else {
+      statement += char;
+    }
+  }
+  return pages;
+}
+
+/** The status each exact-match location answers with `return`: URI -> status. */
+function returnedStatuses(config: string): Map<string, number> {
+  const statuses = new Map<string, number>();
+  for (const [, uri = "", body = ""] of stripped(config).matchAll(
+    /location\s*=\s*(\S+)\s*\{([^{}]*)\}/g,
+  )) {
+    const status = /\breturn\s+(\d{3})\b/.exec(body)?.[1];
+    if (status) statuses.set(uri, Number(status));
+  }
+  return statuses;
+}
 
 // ---------------------------------------------------------------------------------
 // Tests
@@ -335,10 +572,10 @@ describe("nginx configuration", () => {
     );
     // Upstreams that keep their addresses up to date (`resolve`) and idle connections open.
     expect(stdout).toMatch(
-      /upstream backend \{\s+zone backend 64k;\s+server api\.internal:4001 resolve;\s+keepalive 32;/,
+      /upstream backend \{\s+zone backend 64k;\s+server api\.internal:4001 resolve max_fails=1 fail_timeout=1s;\s+keepalive 32;\s+keepalive_timeout 2s;/,
     );
     expect(stdout).toMatch(
-      /upstream counter \{\s+zone counter 64k;\s+server visits\.internal:4002 resolve;\s+keepalive 32;/,
+      /upstream counter \{\s+zone counter 64k;\s+server visits\.internal:4002 resolve max_fails=1 fail_timeout=1s;\s+keepalive 32;\s+keepalive_timeout 2s;/,
     );
     expect(stdout).toContain("proxy_pass http://backend;");
     expect(stdout).toContain("proxy_pass http://counter;");
@@ -348,6 +585,126 @@ describe("nginx configuration", () => {
     expect(stdout).toContain("proxy_set_header Host $host;");
     expect(stdout).not.toContain("clobbered");
     expect(stdout).not.toContain("${");
+  });
+
+  it("has a plain-text or JSON answer for every status nginx raises itself", async () => {
+    const { stdout } = await docker("run", "--rm", IMAGE, "nginx", "-T");
+    const files = dumpedFiles(stdout);
+    const site = files.get("/etc/nginx/snippets/site.conf") ?? "";
+    const api = files.get("/etc/nginx/snippets/api-proxy.conf") ?? "";
+    // site.conf is the body of the server block; api-proxy.conf of each /api/ location.
+    expect(files.get("/etc/nginx/site/http.conf")).toMatch(
+      /server\s*\{[^}]*include \/etc\/nginx\/snippets\/site\.conf;[^}]*\}/,
+    );
+    const apiIncludes = stripped(site).match(/include \/etc\/nginx\/snippets\/api-proxy\.conf;/g);
+    expect(apiIncludes).toHaveLength(2);
+
+    // Server level: every status to a plain-text page of the same status.
+    const serverPages = topLevelErrorPages(site);
+    const answers = returnedStatuses(site);
+    const serverStatuses = [
+      400, 403, 404, 405, 408, 411, 412, 413, 414, 416, 429, 500, 501, 502, 503, 504, 505,
+    ];
+    for (const status of serverStatuses) {
+      expect({ status, page: serverPages.get(status) }).toEqual({
+        status,
+        page: `/.errors/${status}`,
+      });
+      expect({ status, answer: answers.get(`/.errors/${status}`) }).toEqual({
+        status,
+        answer: status,
+      });
+    }
+    // Headers over large_client_header_buffers (494) are answered as a 400.
+    expect(serverPages.get(494)).toBe("/.errors/400");
+
+    // The /api/ locations: their own error_page set (none is inherited), JSON pages.
+    const apiPages = topLevelErrorPages(api);
+    const apiStatuses = [400, 408, 411, 413, 429, 500, 501, 502, 503, 504];
+    expect([...apiPages.keys()].sort()).toEqual(apiStatuses);
+    for (const status of apiStatuses) {
+      expect({ status, page: apiPages.get(status) }).toEqual({
+        status,
+        page: `/.errors/api/${status}`,
+      });
+      expect({ status, answer: answers.get(`/.errors/api/${status}`) }).toEqual({
+        status,
+        answer: status,
+      });
+    }
+  });
+});
+
+describe("frontend settings", () => {
+  it("refuses bad settings at start with one message per problem", async () => {
+    const name = `app-frontend-test-bad-settings-${RUN_ID}`;
+    containers.push(name);
+    const { code, stderr } = await dockerFails(
+      ...["run", "--rm", "--name", name],
+      ...["--env", "TLS=maybe", "--env", "RATE_LIMIT=x"],
+      ...[
+        "--env",
+        "TRUSTED_PROXIES=1.2.3.4 bad! cafe 10.0.0.0/33 * fd00::/8",
+        "--env",
+        "PUBLIC_HTTPS_PORT=0",
+      ],
+      IMAGE,
+    );
+    // The container's own exit code (docker's are 125-127).
+    expect(code).toBe(1);
+    expect(stderr).toContain("Invalid configuration for frontend:");
+    const problems = stderr.split("\n").filter((line) => line.startsWith("  - "));
+    expect(problems).toEqual([
+      "  - TLS must be on or off, got 'maybe'",
+      "  - RATE_LIMIT must be on or off, got 'x'",
+      "  - PUBLIC_HTTPS_PORT must be 1-65535, got '0'",
+      "  - TRUSTED_PROXIES: 'bad!' is not an IPv4 or IPv6 address or CIDR",
+      "  - TRUSTED_PROXIES: 'cafe' is not an IPv4 or IPv6 address or CIDR",
+      "  - TRUSTED_PROXIES: '10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR",
+      "  - TRUSTED_PROXIES: '*' is not an IPv4 or IPv6 address or CIDR",
+    ]);
+  });
+
+  it("refuses TLS=on without the certificate and key, naming each missing secret", async () => {
+    const none = `app-frontend-test-no-secrets-${RUN_ID}`;
+    containers.push(none);
+    const missing = await dockerFails("run", "--rm", "--name", none, "--env", "TLS=on", IMAGE);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("TLS=on needs the secret tls_certificate");
+    expect(missing.stderr).toContain("TLS=on needs the secret tls_key");
+
+    // Only the certificate: only the key is named.
+    const pair = await selfSignedPair();
+    const keyless = `app-frontend-test-no-key-${RUN_ID}`;
+    containers.push(keyless);
+    const noKey = await dockerFails(
+      ...["run", "--rm", "--name", keyless, "--env", "TLS=on"],
+      ...secretMounts({ certificate: pair.certificate }),
+      IMAGE,
+    );
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).not.toContain("secret tls_certificate");
+    expect(noKey.stderr).toContain(
+      "TLS=on needs the secret tls_key (/run/secrets/tls_key is missing or unreadable)",
+    );
+  });
+
+  it("refuses a key that uid 101 cannot read when run as in production", async () => {
+    const pair = await selfSignedPair();
+    // Owned by the test's user, mode 0600: unreadable for uid 101 without capabilities.
+    const privateKey = join(pair.dir, "private-key.pem");
+    await copyFile(pair.key, privateKey);
+    await chmod(privateKey, 0o600);
+    const name = `app-frontend-test-private-key-${RUN_ID}`;
+    containers.push(name);
+    const { code, stderr } = await dockerFails(
+      ...["run", "--rm", "--name", name, "--env", "TLS=on", ...HARDENED],
+      ...secretMounts({ certificate: pair.certificate, key: privateKey }),
+      IMAGE,
+    );
+    expect(code).toBe(1);
+    expect(stderr).not.toContain("secret tls_certificate");
+    expect(stderr).toContain("TLS=on needs the secret tls_key");
   });
 });
 
@@ -367,6 +724,8 @@ describe("frontend container", () => {
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(res.headers.get("referrer-policy")).toBe("no-referrer");
     expect(res.headers.get("x-frame-options")).toBe("DENY");
+    // HSTS only over HTTPS (TLS=on, below); a plain-HTTP answer must not carry it.
+    expect(res.headers.get("strict-transport-security")).toBeNull();
     expect(res.headers.get("server")).toBe("nginx");
     expect(res.headers.get("cache-control")).toBe("no-cache");
     const html = await res.text();
@@ -449,6 +808,44 @@ describe("frontend container", () => {
       headers: { Cookie: `a=${"x".repeat(7_000)}` },
     });
     expect(cookie.status).toBe(200);
+  });
+
+  it("answers the other statuses it raises itself in plain text, or JSON under /api/", async () => {
+    const cases: Array<[string, string, number, string, string]> = [
+      [
+        // Only "chunked" is implemented; nginx refuses before it has found a location.
+        "an unknown Transfer-Encoding",
+        "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+        "text/plain",
+        "Not implemented\n",
+      ],
+      [
+        "HTTP/3.0 on the request line",
+        "GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+        505,
+        "text/plain",
+        "HTTP version not supported\n",
+      ],
+      [
+        // Found while reading the body, so by the /api/visits location: JSON.
+        "a malformed chunked body",
+        "POST /api/visits?malformed=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+        "application/json",
+        '{"error":"Bad request"}\n',
+      ],
+    ];
+    for (const [what, request, status, type, body] of cases) {
+      const answer = await rawRequest(url, request);
+      expect({ what, status: answer.status, body: answer.body }).toEqual({ what, status, body });
+      expect(answer.headers["content-type"], what).toBe(type);
+      expect(answer.body, what).not.toContain("<html");
+      expect(answer.headers["content-security-policy"], what).toBe(CSP);
+      expect(answer.headers["x-request-id"], what).toMatch(/^[0-9a-f]{32}$/);
+    }
+    // The malformed visit was refused before the counter.
+    expect((await counter.received()).some((r) => r.url.includes("malformed"))).toBe(false);
   });
 
   it("answers /healthz itself", async () => {
@@ -547,6 +944,26 @@ describe("frontend container", () => {
     expect(withQuery.status).toBe(200);
     expect(await counter.last("/visits?source=test")).toMatchObject({ method: "POST" });
     expect((await backend.received()).length).toBe(before);
+  });
+
+  it("sends every visit with an Idempotency-Key: the client's, else the request id", async () => {
+    const res = await fetch(`${url}/api/visits?key=none`, { method: "POST" });
+    expect(res.status).toBe(200);
+    const id = res.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    const seen = await counter.last("/visits?key=none");
+    expect(seen?.headers["idempotency-key"]).toBe(id);
+    expect(seen?.headers["x-request-id"]).toBe(id);
+
+    const own = await fetch(`${url}/api/visits?key=client`, {
+      method: "POST",
+      headers: { "Idempotency-Key": "client-key-1" },
+    });
+    expect(own.status).toBe(200);
+    const seenOwn = await counter.last("/visits?key=client");
+    expect(seenOwn?.headers["idempotency-key"]).toBe("client-key-1");
+    // The request id is still nginx's own.
+    expect(seenOwn?.headers["x-request-id"]).toBe(own.headers.get("x-request-id"));
   });
 
   it("passes the services' own error responses through unchanged", async () => {
@@ -717,15 +1134,7 @@ describe("frontend container hardened as in production", () => {
   beforeAll(async () => {
     ({ url } = await startFrontend("hardened", {
       network,
-      // What a production override would set. The writable paths are tmpfs owned by
-      // uid 101: /tmp (pid file), /var/cache/nginx (temp files), /etc/nginx/conf.d
-      // (templates rendered at start).
-      extraArgs: [
-        ...["--user", "101", "--read-only", "--cap-drop", "ALL"],
-        ...["--security-opt", "no-new-privileges"],
-        ...["--tmpfs", "/tmp", "--tmpfs", "/var/cache/nginx:uid=101,gid=101"],
-        ...["--tmpfs", "/etc/nginx/conf.d:uid=101,gid=101"],
-      ],
+      extraArgs: HARDENED,
     }));
   });
 
@@ -756,5 +1165,273 @@ describe("frontend container hardened as in production", () => {
     });
     expect(res.status).toBe(200);
     expect((await backend.last("/echo"))?.bodyLength).toBeGreaterThan(40 * 1024);
+  });
+});
+
+describe("frontend container with TLS=on", () => {
+  let httpUrl: string;
+  let httpsPort: number;
+  let ca: string;
+
+  beforeAll(async () => {
+    const pair = await selfSignedPair();
+    ca = pair.ca;
+    // Fixed host ports, chosen first: the redirect must name the published HTTPS port.
+    const [httpPort, port] = await freePorts(2);
+    httpsPort = port ?? 0;
+    ({ url: httpUrl } = await startFrontend("tls", {
+      network,
+      env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
+      publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
+      extraArgs: secretMounts(pair),
+    }));
+  });
+
+  it("serves the page over HTTP/2 with HSTS; plain /healthz carries none", async () => {
+    const page = await h2Request(`https://127.0.0.1:${httpsPort}`, ca, "/");
+    expect(page.alpn).toBe("h2");
+    expect(page.status).toBe(200);
+    expect(page.headers["strict-transport-security"]).toBe("max-age=63072000");
+    expect(page.headers["content-security-policy"]).toBe(CSP);
+    expect(page.body).toContain("<title>Docker Compose visit counter</title>");
+
+    // The container's health check stays on plain HTTP, not redirected.
+    const healthz = await fetch(`${httpUrl}/healthz`);
+    expect(healthz.status).toBe(200);
+    expect(await healthz.text()).toBe("ok\n");
+    expect(healthz.headers.get("strict-transport-security")).toBeNull();
+  });
+
+  it("redirects plain HTTP with a 308 to the public HTTPS port, path and query kept", async () => {
+    const answer = await rawRequest(
+      httpUrl,
+      "GET /x?y=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    expect(answer.status).toBe(308);
+    expect(answer.headers.location).toBe(`https://localhost:${httpsPort}/x?y=1`);
+    expect(answer.headers["strict-transport-security"]).toBeUndefined();
+  });
+
+  it("redirects plain HTTP sent to the HTTPS port with a 308 to https", async () => {
+    const answer = await rawRequest(
+      `http://127.0.0.1:${httpsPort}`,
+      "GET /x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    expect(answer.status).toBe(308);
+    expect(answer.headers.location).toBe(`https://localhost:${httpsPort}/x?y=1`);
+  });
+
+  it("speaks TLS 1.2 and 1.3 only", async () => {
+    expect(await tlsHandshake(httpsPort, ca)).toBe("TLSv1.3");
+    expect(await tlsHandshake(httpsPort, ca, "TLSv1.2")).toBe("TLSv1.2");
+    // Refused by the server (a protocol_version alert), not merely not offered by Node.
+    await expect(tlsHandshake(httpsPort, ca, "TLSv1.1")).rejects.toMatchObject({
+      code: expect.stringMatching(/ALERT_PROTOCOL_VERSION/),
+    });
+  });
+
+  it("proxies /api/data over HTTPS to the backend, which learns the scheme", async () => {
+    const res = await httpsGet(`https://127.0.0.1:${httpsPort}/api/data?tls=1`, ca);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual(DATA);
+    expect(res.headers["strict-transport-security"]).toBe("max-age=63072000");
+    const seen = await backend.last("/data?tls=1");
+    expect(seen?.headers["x-forwarded-proto"]).toBe("https");
+    expect(seen?.headers["x-request-id"]).toBe(res.headers["x-request-id"]);
+  });
+});
+
+describe("frontend container with TLS=on hardened as in production", () => {
+  let httpsPort: number;
+  let ca: string;
+
+  beforeAll(async () => {
+    const pair = await selfSignedPair();
+    ca = pair.ca;
+    const [httpPort, port] = await freePorts(2);
+    httpsPort = port ?? 0;
+    await startFrontend("tls-hardened", {
+      network,
+      env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
+      publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
+      extraArgs: [...HARDENED, ...secretMounts(pair)],
+    });
+  });
+
+  it("reads the mounted certificate and key as uid 101 and serves HTTPS", async () => {
+    const page = await h2Request(`https://127.0.0.1:${httpsPort}`, ca, "/");
+    expect(page).toMatchObject({ alpn: "h2", status: 200 });
+    const data = await h2Request(`https://127.0.0.1:${httpsPort}`, ca, "/api/data");
+    expect(data.status).toBe(200);
+    expect(JSON.parse(data.body)).toEqual(DATA);
+  });
+});
+
+describe("frontend container rate limits", () => {
+  let limited: string;
+  let unlimited: string;
+
+  /** `count` requests at once; the answers in order. */
+  function burst(count: number, url: (i: number) => string, init?: RequestInit) {
+    return Promise.all(Array.from({ length: count }, (_, i) => timedFetch(url(i), init)));
+  }
+
+  beforeAll(async () => {
+    [{ url: limited }, { url: unlimited }] = await Promise.all([
+      startFrontend("limited", { network }), // RATE_LIMIT=on, the image's default
+      startFrontend("unlimited", { network, env: { RATE_LIMIT: "off" } }),
+    ]);
+  });
+
+  it("answers visits over 5/s (bursts of 10) with a JSON 429 and Retry-After", async () => {
+    const answers = await burst(30, (i) => `${limited}/api/visits?burst=${i}`, {
+      method: "POST",
+    });
+    const ok = answers.filter((a) => a.res.status === 200);
+    const refused = answers.filter((a) => a.res.status === 429);
+    expect(ok.length + refused.length).toBe(30);
+    // The burst of 10 on top of the first request always gets through.
+    expect(ok.length).toBeGreaterThanOrEqual(11);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const { res, body } of refused) {
+      expect(res.headers.get("content-type")).toBe("application/json");
+      expect(JSON.parse(body)).toEqual({ error: expect.any(String) });
+      expect(res.headers.get("retry-after")).toBe("1");
+      expect(res.headers.get("content-security-policy")).toBe(CSP);
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      expect(res.headers.get("x-frame-options")).toBe("DENY");
+      expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
+    }
+    // Refused visits never reached the counter.
+    const counted = (await counter.received()).filter((r) => r.url.startsWith("/visits?burst="));
+    expect(counted).toHaveLength(ok.length);
+  });
+
+  it("never limits a client sending one visit every 250 ms", async () => {
+    // Let the bucket the previous burst filled drain (10 excess at 5/s).
+    await sleep(2_500);
+    const started = Date.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      await sleep(started + i * 250 - Date.now());
+      const res = await fetch(`${limited}/api/visits?paced=${i}`, { method: "POST" });
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    expect(statuses).toEqual(Array(10).fill(200));
+  });
+
+  it("limits the rest of the API more loosely: 20/s, bursts of 40", async () => {
+    const answers = await burst(60, (i) => `${limited}/api/data?burst=${i}`);
+    const ok = answers.filter((a) => a.res.status === 200).length;
+    const refused = answers.filter((a) => a.res.status === 429);
+    expect(ok + refused.length).toBe(60);
+    expect(ok).toBeGreaterThanOrEqual(41);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(JSON.parse(refused[0]?.body ?? "")).toEqual({ error: expect.any(String) });
+  });
+
+  it("limits nothing with RATE_LIMIT=off", async () => {
+    const answers = await burst(60, (i) => `${unlimited}/api/visits?unlimited=${i}`, {
+      method: "POST",
+    });
+    expect(answers.map((a) => a.res.status)).toEqual(Array(60).fill(200));
+    const counted = (await counter.received()).filter((r) =>
+      r.url.startsWith("/visits?unlimited="),
+    );
+    expect(counted).toHaveLength(60);
+  });
+});
+
+describe("frontend container with a counter replica failing visits", () => {
+  let url: string;
+  let failing: Fake;
+  let working: Fake;
+
+  beforeAll(async () => {
+    const net = await createNetwork("retry");
+    const counterFake = { network: net, alias: "counter", port: 3002 };
+    [failing, working] = await Promise.all([
+      startFake({
+        ...counterFake,
+        name: "failing",
+        routes: { "POST /visits": { status: 503, body: { error: "shutting down" } } },
+      }),
+      startFake({ ...counterFake, name: "working", routes: COUNTER_ROUTES }),
+    ]);
+    ({ url } = await startFrontend("retry", { network: net }));
+  });
+
+  it("sends a visit again to the other replica, with the same Idempotency-Key", async () => {
+    // Round-robin: within two visits one goes to the failing replica first.
+    const refusedByFailing = async () =>
+      (await failing.received()).find((r) => r.url.startsWith("/visits?retry="));
+    for (let i = 0; i < 10 && !(await refusedByFailing()); i++) {
+      const res = await fetch(`${url}/api/visits?retry=${i}`, { method: "POST" });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ count: 42 });
+      expect(res.headers.get("x-served-by")).toBe("working");
+    }
+    const first = await refusedByFailing();
+    expect(first).toMatchObject({ method: "POST" });
+    const again = (await working.received()).find((r) => r.url === first?.url);
+    expect(again).toMatchObject({ method: "POST" });
+    expect(first?.headers["idempotency-key"]).toMatch(/^[0-9a-f]{32}$/);
+    expect(again?.headers["idempotency-key"]).toBe(first?.headers["idempotency-key"]);
+  });
+});
+
+describe("frontend container behind a trusted proxy (TRUSTED_PROXIES)", () => {
+  const FORWARDED = { "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https" };
+  let untrusting: string;
+  let trusting: string;
+  let trustingContainer: string;
+  /** The address the test's requests come from, as the containers see it. */
+  let peer: string;
+
+  /** The headers the backend got for GET /api/data?<tag> carrying FORWARDED. */
+  async function forwardedHeaders(url: string, tag: string): Promise<IncomingHttpHeaders> {
+    const res = await fetch(`${url}/api/data?${tag}`, { headers: FORWARDED });
+    expect(res.status).toBe(200);
+    return (await backend.last(`/data?${tag}`))?.headers ?? {};
+  }
+
+  beforeAll(async () => {
+    ({ url: untrusting } = await startFrontend("untrusting", { network }));
+    // nginx tells the backend the peer it saw (X-Real-IP).
+    await fetch(`${untrusting}/api/data?peer=1`);
+    peer = String((await backend.last("/data?peer=1"))?.headers["x-real-ip"]);
+    expect(peer).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    ({ url: trusting, container: trustingContainer } = await startFrontend("trusting", {
+      network,
+      env: { TRUSTED_PROXIES: peer },
+    }));
+  });
+
+  it("ignores X-Forwarded-For and -Proto when no proxy is trusted", async () => {
+    const headers = await forwardedHeaders(untrusting, "trusted=none");
+    expect(headers["x-real-ip"]).toBe(peer);
+    expect(headers["x-forwarded-proto"]).toBe("http");
+    expect(headers["x-forwarded-for"]).toBe(`203.0.113.9, ${peer}`);
+  });
+
+  it("takes the client address and scheme from a trusted proxy", async () => {
+    const headers = await forwardedHeaders(trusting, "trusted=peer");
+    expect(headers["x-real-ip"]).toBe("203.0.113.9");
+    expect(headers["x-forwarded-proto"]).toBe("https");
+  });
+
+  it("still ignores them from any other address", async () => {
+    // From the fake backend's container: an address on the network that is not trusted.
+    const target = `http://${await ipOf(trustingContainer, network)}:8080/api/data?trusted=other`;
+    await docker(
+      ...["exec", backend.container, "node", "-e"],
+      `fetch(${JSON.stringify(target)}, { headers: ${JSON.stringify(FORWARDED)} })
+        .then((res) => process.exit(res.status === 200 ? 0 : 1))`,
+    );
+    const headers = (await backend.last("/data?trusted=other"))?.headers ?? {};
+    expect(headers["x-real-ip"]).toBe(await ipOf(backend.container, network));
+    expect(headers["x-forwarded-proto"]).toBe("http");
   });
 });

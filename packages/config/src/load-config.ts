@@ -4,7 +4,7 @@ import type { z } from "zod";
 type Env = Record<string, string | undefined>;
 
 // Values of these variables never appear in error messages (or logs).
-const SECRET_NAME = /PASSWORD|SECRET|TOKEN|KEY/i;
+const SECRET_NAME = /PASSWORD|SECRET|TOKEN|(^|_)KEY$/i;
 
 function describeValue(name: string, value: string | undefined): string {
   if (value === undefined) return "it is not set";
@@ -39,6 +39,8 @@ export function loadConfig<Schema extends z.ZodObject>(
 ): z.infer<Schema> {
   const problems: string[] = [];
   const values: Env = {};
+  // Names whose problem is already reported (a bad NAME_FILE): not reported again as unset.
+  const reported = new Set<string>();
 
   for (const name of Object.keys(schema.shape)) {
     const filePath = env[`${name}_FILE`];
@@ -48,6 +50,7 @@ export function loadConfig<Schema extends z.ZodObject>(
     }
     if (env[name] !== undefined && env[name] !== "") {
       problems.push(`${name}: set either ${name} or ${name}_FILE, not both`);
+      reported.add(name);
       continue;
     }
     try {
@@ -55,6 +58,7 @@ export function loadConfig<Schema extends z.ZodObject>(
       values[name] = readFileSync(filePath, "utf8").replace(/\r?\n$/, "");
     } catch (error) {
       problems.push(`${name}_FILE: cannot read ${filePath} (${(error as Error).message})`);
+      reported.add(name);
     }
   }
 
@@ -62,6 +66,7 @@ export function loadConfig<Schema extends z.ZodObject>(
   if (!result.success) {
     for (const issue of result.error.issues) {
       const name = issue.path.join(".") || "(root)";
+      if (reported.has(name)) continue;
       problems.push(`${name}: ${issue.message} (${describeValue(name, values[name])})`);
     }
   }
