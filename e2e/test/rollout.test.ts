@@ -103,6 +103,14 @@ async function underStream(change: () => Promise<void>): Promise<StreamRecord[]>
   return stream.stop();
 }
 
+/** For a failure's message: what failed, and Nginx's own error lines. */
+async function explain(records: StreamRecord[]): Promise<string> {
+  const logs = await stack.compose(["logs", "--no-color", "--since", "5m", "frontend"]);
+  const errors = logs.split("\n").filter((line) => /\[(error|warn)\]/.test(line));
+  const failed = failures(records).map((r) => `${r.kind} ${r.status || r.error}`);
+  return [describeFailures(records), ...failed, ...errors.slice(-10)].join("\n");
+}
+
 function summary(records: StreamRecord[]) {
   const visits = records.filter((r) => r.kind === "visit" && r.count !== undefined);
   return {
@@ -130,7 +138,7 @@ describe("rolling update (infra/rollout.sh)", () => {
           `rollout ${result?.seconds.toFixed(1)} s, messages seen: ${messages.length}`,
       );
       expect(result?.code, result?.output).toBe(0);
-      expect(failed, describeFailures(records)).toBe(0);
+      expect(failed, await explain(records)).toBe(0);
       expect(requests).toBeGreaterThan(300);
       // Every number once, and PostgreSQL holds exactly the acknowledged visits.
       expect(new Set(visits).size).toBe(visits.length);
@@ -166,7 +174,7 @@ describe("rolling update (infra/rollout.sh)", () => {
       );
       expect(result?.code).toBe(1);
       expect(result?.output).toMatch(/rolling back/);
-      expect(failures(records).length, describeFailures(records)).toBe(0);
+      expect(failures(records).length, await explain(records)).toBe(0);
       expect(summary(records).messages).toEqual([previous.message]);
       const ids = (await stack.compose(["ps", "--quiet", "backend"])).trim().split("\n");
       expect(ids).toHaveLength(2);

@@ -596,8 +596,21 @@ describe("nginx configuration", () => {
     expect(files.get("/etc/nginx/site/http.conf")).toMatch(
       /server\s*\{[^}]*include \/etc\/nginx\/snippets\/site\.conf;[^}]*\}/,
     );
-    const apiIncludes = stripped(site).match(/include \/etc\/nginx\/snippets\/api-proxy\.conf;/g);
-    expect(apiIncludes).toHaveLength(2);
+    // Each /api/ location and its second try include the way to their service, which
+    // includes api-proxy.conf.
+    for (const proxy of ["visits-proxy", "backend-proxy"]) {
+      const uses = stripped(site).match(
+        new RegExp(`include /etc/nginx/snippets/${proxy}\\.conf;`, "g"),
+      );
+      expect(uses, proxy).toHaveLength(2);
+      expect(files.get(`/etc/nginx/snippets/${proxy}.conf`), proxy).toContain(
+        "include /etc/nginx/snippets/api-proxy.conf;",
+      );
+    }
+    // 502: a second try first, then the JSON page.
+    expect(stripped(site)).toContain("error_page 502 = @visits_again;");
+    expect(stripped(site)).toContain("error_page 502 = @backend_again;");
+    expect(stripped(site).match(/error_page 502 \/\.errors\/api\/502;/g)).toHaveLength(2);
 
     // Server level: every status to a plain-text page of the same status.
     const serverPages = topLevelErrorPages(site);
@@ -620,8 +633,9 @@ describe("nginx configuration", () => {
 
     // The /api/ locations: their own error_page set (none is inherited), JSON pages.
     const apiPages = topLevelErrorPages(api);
-    const apiStatuses = [400, 408, 411, 413, 429, 500, 501, 502, 503, 504];
+    const apiStatuses = [400, 408, 411, 413, 429, 500, 501, 503, 504];
     expect([...apiPages.keys()].sort()).toEqual(apiStatuses);
+    expect(answers.get("/.errors/api/502")).toBe(502);
     for (const status of apiStatuses) {
       expect({ status, page: apiPages.get(status) }).toEqual({
         status,
