@@ -30,16 +30,12 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  * Counts a batch of visits: `anonymous` visits without a key, and one visit per key in
  * `keys` (distinct). One call is one statement in one transaction: one round trip.
  *
- * 1. Claims each key by inserting it with number 0. A key that is already there (a
- *    committed visit's number) stays as it is: that visit is being retried. If another
- *    transaction holds an uncommitted claim of the same key, the unique index makes this
- *    wait until that one ends, then sees its number (or inserts, if it rolled back).
- *    Keys are claimed in order, so two batches cannot wait for each other.
- * 2. Adds the anonymous visits and the keys claimed now to the counter's row. That
- *    UPDATE holds the row's lock until the commit, so batches that overlap in time get
- *    disjoint ranges of numbers, in commit order; the holder waits for nothing else.
- * 3. Gives each key claimed now its number: the end of the range, in key order (the
- *    anonymous visits get the start of it).
+ * 1. Takes the counter's row lock, held until the commit: batches, from every replica,
+ *    run one after another. Each statement below sees every batch committed before.
+ * 2. A key that is already there was counted by an earlier batch: its visit is being
+ *    retried, and gets that number back.
+ * 3. The new visits get the next numbers: those without a key first, then the new keys
+ *    in key order, each stored with its number; the row gets the new count.
  *
  * Returns one row per key (its number, and whether it was counted before) and one row
  * with a null key: the count after the batch. (A new version of this function that
@@ -53,32 +49,27 @@ LANGUAGE plpgsql AS $fn$
 -- Inside, "key" is always the column (the output column has the same name).
 #variable_conflict use_column
 DECLARE
-  claimed_now text[];
-  total bigint;
+  before bigint;
+  added integer;
 BEGIN
-  WITH claimed AS (
-    INSERT INTO visit_requests AS r (counter_id, key, count)
-    SELECT p_counter, k, 0 FROM unnest(p_keys) AS k ORDER BY k
-    ON CONFLICT (counter_id, key) DO UPDATE SET count = r.count
-    RETURNING r.key, r.count
-  )
-  SELECT coalesce(array_agg(claimed.key ORDER BY claimed.key) FILTER (WHERE claimed.count = 0), '{}')
-  INTO claimed_now FROM claimed;
-
-  UPDATE visit_counts AS v SET count = v.count + p_anonymous + cardinality(claimed_now)
-  WHERE v.id = p_counter RETURNING v.count INTO total;
-  IF total IS NULL THEN
+  SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter;
   END IF;
 
-  UPDATE visit_requests AS r SET count = total - cardinality(claimed_now) + f.pos
-  FROM unnest(claimed_now) WITH ORDINALITY AS f(key, pos)
-  WHERE r.counter_id = p_counter AND r.key = f.key;
+  RETURN QUERY
+    SELECT r.key, r.count, true FROM visit_requests AS r
+    WHERE r.counter_id = p_counter AND r.key = ANY (p_keys);
 
   RETURN QUERY
-    SELECT r.key, r.count, NOT (r.key = ANY (claimed_now))
-    FROM visit_requests AS r WHERE r.counter_id = p_counter AND r.key = ANY (p_keys)
-    UNION ALL
-    SELECT NULL, total, false;
+    INSERT INTO visit_requests AS r (counter_id, key, count)
+    SELECT p_counter, k, before + p_anonymous + row_number() OVER (ORDER BY k)
+    FROM unnest(p_keys) AS k
+    WHERE NOT EXISTS (SELECT 1 FROM visit_requests AS old WHERE old.counter_id = p_counter AND old.key = k)
+    RETURNING r.key, r.count, false;
+  GET DIAGNOSTICS added = ROW_COUNT;
+
+  UPDATE visit_counts AS v SET count = before + p_anonymous + added WHERE v.id = p_counter;
+  RETURN QUERY SELECT NULL::text, before + p_anonymous + added, false;
 END
 $fn$`;
