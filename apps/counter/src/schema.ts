@@ -45,7 +45,11 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
 export const COUNT_VISITS = `
 CREATE OR REPLACE FUNCTION count_visits(p_counter text, p_keys text[], p_anonymous integer)
 RETURNS TABLE (key text, number bigint, replayed boolean)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Plan each statement for the table as it is now: a plan cached while visit_requests was
+-- empty (a sequential scan) would be kept, and grow slower with every key stored.
+SET plan_cache_mode = force_custom_plan
+AS $fn$
 -- Inside, "key" is always the column (the output column has the same name).
 #variable_conflict use_column
 DECLARE
