@@ -1370,7 +1370,9 @@ describe("frontend container with a counter replica failing visits", () => {
       startFake({
         ...counterFake,
         name: "failing",
-        routes: { "POST /visits": { status: 503, body: { error: "shutting down" } } },
+        // A 502 (a gateway of its own failing): Nginx tries the next replica. The
+        // counter's own 503 (PostgreSQL unreachable) is passed on instead, tested below.
+        routes: { "POST /visits": { status: 502, body: { error: "bad gateway" } } },
       }),
       startFake({ ...counterFake, name: "working", routes: COUNTER_ROUTES }),
     ]);
@@ -1393,6 +1395,28 @@ describe("frontend container with a counter replica failing visits", () => {
     expect(again).toMatchObject({ method: "POST" });
     expect(first?.headers["idempotency-key"]).toMatch(/^[0-9a-f]{32}$/);
     expect(again?.headers["idempotency-key"]).toBe(first?.headers["idempotency-key"]);
+  });
+});
+
+describe("frontend container with a counter answering 503 (PostgreSQL unreachable)", () => {
+  let url: string;
+
+  beforeAll(async () => {
+    const net = await createNetwork("unavailable");
+    await startFake({
+      network: net,
+      alias: "counter",
+      port: 3002,
+      name: "unavailable",
+      routes: { "POST /visits": { status: 503, body: { error: "Visit counter unavailable" } } },
+    });
+    ({ url } = await startFrontend("unavailable", { network: net }));
+  });
+
+  it("passes the counter's own 503 on, with its JSON body, without trying again", async () => {
+    const res = await fetch(`${url}/api/visits`, { method: "POST" });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ error: "Visit counter unavailable" });
   });
 });
 

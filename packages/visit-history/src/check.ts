@@ -26,6 +26,11 @@ export interface CheckOptions {
    * visit must have been acknowledged with its key's durable number.
    */
   durableKeys?: ReadonlyMap<string, number>;
+  /**
+   * The visits went through a proxy that sends a visit again by itself (Nginx, with its
+   * own Idempotency-Key): then even a first attempt may be answered as a replay.
+   */
+  proxyRetries?: boolean;
 }
 
 export interface CheckResult {
@@ -68,7 +73,8 @@ const countedAtMost = (visit: VisitRecord) =>
  *     every acknowledged number lies in (initial, final]; a keyed visit's number is the
  *     one the database holds for its key (when `durableKeys` is given);
  * (c) a keyed visit sent again after its acknowledgement gets the same number, marked
- *     replayed, and a replayed answer only ever follows an attempt of the same visit;
+ *     replayed, and a replayed answer only ever follows an attempt of the same visit
+ *     (unless a proxy retries visits itself: `proxyRetries`);
  * (d) real-time order: a visit acknowledged before another visit's first attempt
  *     started has the smaller number;
  * (e) reads: a read not marked stale and outside the exemptions shows at least every
@@ -84,6 +90,7 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
     cacheMissGraceMs = 0,
     staleWindows,
     durableKeys,
+    proxyRetries = false,
   } = options;
   const violations: string[] = [];
   const report = (kind: string, message: string) => {
@@ -138,7 +145,7 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
   // (c) replays.
   let replaysChecked = 0;
   for (const { visit, ack, count } of acked) {
-    if (ack.replayed && visit.attempts.indexOf(ack) === 0)
+    if (ack.replayed && visit.attempts.indexOf(ack) === 0 && !proxyRetries)
       report("(c)", `visit ${visit.id}'s first attempt was answered as a replay (${count})`);
     const echo = visit.echo;
     if (echo?.count === undefined) continue;

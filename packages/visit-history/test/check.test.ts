@@ -258,6 +258,14 @@ describe("(c) a keyed visit sent again replays its number", () => {
     ]);
   });
 
+  it("accepts a first attempt answered as a replay when a proxy retries visits itself", () => {
+    const history = historyOf([{ key: "k1", attempts: [answered(101, 0, 10, true)] }]);
+    const strict = checkHistory(history, { initialCount, finalCount: 101 });
+    expect(violationsOf(strict, "(c)")).toHaveLength(1);
+    const proxied = checkHistory(history, { initialCount, finalCount: 101, proxyRetries: true });
+    expect(proxied.violations).toEqual([]);
+  });
+
   it("does not check an echo that got no answer", () => {
     const history = historyOf([{ key: "k", attempts: [answered(101, 0, 10)], echo: lost(20, 30) }]);
     const result = checkHistory(history, { initialCount, finalCount: 101 });
