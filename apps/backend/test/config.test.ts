@@ -15,6 +15,13 @@ describe("backend config", () => {
     });
   });
 
+  it("refuses a shutdown deadline of 0, which would cut every request at once", () => {
+    expect(() => loadBackendConfig({ SHUTDOWN_TIMEOUT_MS: "0" })).toThrow(
+      /SHUTDOWN_TIMEOUT_MS: must be a whole number of milliseconds above 0/,
+    );
+    expect(loadBackendConfig({ SHUTDOWN_DELAY_MS: "0" }).SHUTDOWN_DELAY_MS).toBe(0);
+  });
+
   it("fails with one message naming every bad variable", () => {
     expect(() => loadBackendConfig({ PORT: "0", LOG_LEVEL: "loud" })).toThrow(ConfigError);
     expect(() => loadBackendConfig({ PORT: "0", LOG_LEVEL: "loud" })).toThrow(

@@ -12,11 +12,16 @@ export const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
 
-/** How long a graceful shutdown may drain in-flight requests before closing them. */
-export const shutdownTimeoutMs = z.coerce.number().int().min(0).default(10_000);
+/** How long a graceful shutdown may drain in-flight requests before closing them (a deadline: above 0). */
+export const shutdownTimeoutMs = z.coerce
+  .number()
+  .int()
+  .positive("must be a whole number of milliseconds above 0")
+  .default(10_000);
 
 /**
  * How long a replica keeps serving after SIGTERM, without keep-alive, before it closes
- * its listener: longer than the proxy's upstream keepalive_timeout (production).
+ * its listener: longer than the proxy's upstream keepalive_timeout (production); 0, the
+ * default, closes it at once.
  */
 export const shutdownDelayMs = z.coerce.number().int().min(0).default(0);
