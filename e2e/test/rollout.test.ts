@@ -145,7 +145,7 @@ describe("rolling update (infra/rollout.sh)", () => {
       expect(await postgresCount()).toBe(before + visits.length);
       // The answers switched to the new image during the run.
       expect(messages).toContain(message);
-      expect(records.at(-1)?.message ?? records.at(-2)?.message).toBe(message);
+      expect(records.findLast((r) => r.kind === "data")?.message).toBe(message);
       // Back at two replicas each, all on the new image and healthy.
       for (const service of ["backend", "counter"]) {
         const ids = (await stack.compose(["ps", "--quiet", service])).trim().split("\n");

@@ -22,15 +22,17 @@ const SERVICE_KEYS_TO_DROP = {
 };
 
 /**
- * Swarm ignores a service's `tmpfs:` key, which would leave those paths read-only
- * under `read_only: true`. A tmpfs mount in `volumes:` takes its place: in memory as
- * in Compose (a secret written there, like the cache's password file, never reaches a
- * disk), but without the uid/gid options, which the Swarm loader does not take; it
- * comes up world-writable (mode 1777), so the services' users can write to it.
+ * Swarm ignores a service's `tmpfs:` paths, which leaves them read-only under
+ * `read_only: true`. An anonymous volume takes their place: it starts as a copy of the
+ * image's directory, owner included (the images give these paths to their users), and
+ * belongs to the task alone. (A Swarm tmpfs mount would come up owned by root and not
+ * writable for them: the Swarm loader takes no uid or mode for it.) So on Swarm what a
+ * service writes there is on the node's disk, the cache's password file included: the
+ * secret file it is copied from is on that disk too.
  */
-function tmpfsAsMounts(service) {
+function tmpfsAsVolumes(service) {
   const paths = (service.tmpfs ?? []).map((entry) => entry.split(":")[0]);
-  return [...(service.volumes ?? []), ...paths.map((target) => ({ type: "tmpfs", target }))];
+  return [...(service.volumes ?? []), ...paths.map((target) => ({ type: "volume", target }))];
 }
 
 export function toStack(compose) {
@@ -60,7 +62,7 @@ export function toStack(compose) {
       });
       if (!converted.ports) delete converted.ports;
       delete converted.tmpfs;
-      converted.volumes = tmpfsAsMounts(service);
+      converted.volumes = tmpfsAsVolumes(service);
       if (converted.volumes.length === 0) delete converted.volumes;
       return [name, converted];
     }),
