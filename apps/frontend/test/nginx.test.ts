@@ -607,10 +607,11 @@ describe("nginx configuration", () => {
         "include /etc/nginx/snippets/api-proxy.conf;",
       );
     }
-    // 502: a second try first, then the JSON page.
-    expect(stripped(site)).toContain("error_page 502 = @visits_again;");
-    expect(stripped(site)).toContain("error_page 502 = @backend_again;");
+    // 502 and 504: a second try first, then the JSON page.
+    expect(stripped(site)).toContain("error_page 502 504 = @visits_again;");
+    expect(stripped(site)).toContain("error_page 502 504 = @backend_again;");
     expect(stripped(site).match(/error_page 502 \/\.errors\/api\/502;/g)).toHaveLength(2);
+    expect(stripped(site).match(/error_page 504 \/\.errors\/api\/504;/g)).toHaveLength(2);
 
     // Server level: every status to a plain-text page of the same status.
     const serverPages = topLevelErrorPages(site);
@@ -633,9 +634,10 @@ describe("nginx configuration", () => {
 
     // The /api/ locations: their own error_page set (none is inherited), JSON pages.
     const apiPages = topLevelErrorPages(api);
-    const apiStatuses = [400, 408, 411, 413, 429, 500, 501, 503, 504];
+    const apiStatuses = [400, 408, 411, 413, 429, 500, 501, 503];
     expect([...apiPages.keys()].sort()).toEqual(apiStatuses);
     expect(answers.get("/.errors/api/502")).toBe(502);
+    expect(answers.get("/.errors/api/504")).toBe(504);
     for (const status of apiStatuses) {
       expect({ status, page: apiPages.get(status) }).toEqual({
         status,
@@ -1006,7 +1008,7 @@ describe("frontend container", () => {
     expect((await backend.received()).length).toBe(before);
   });
 
-  it("answers a JSON 504 when the backend does not respond within 10 s", async () => {
+  it("answers a JSON 504 when the backend does not respond: 5 s, tried twice", async () => {
     const started = Date.now();
     const res = await fetch(`${url}/api/slow`);
     expect(res.status).toBe(504);
