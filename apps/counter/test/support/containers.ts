@@ -40,9 +40,12 @@ export class StoreContainer {
     await run("docker", ["stop", "--time", "10", this.container.getId()]);
   }
 
-  /** `docker kill`: no clean shutdown. */
+  /** `docker kill`: no clean shutdown. Returns once Docker has seen the container exit. */
   async kill(): Promise<void> {
     await run("docker", ["kill", this.container.getId()]);
+    // `docker kill` can return before Docker has processed the exit (seconds later on a
+    // loaded machine), and a `docker start` before that is a no-op on a "running" container.
+    await run("docker", ["wait", this.container.getId()]);
   }
 
   /** `docker pause`: the server stops answering but connections stay open (unreachable). */
@@ -66,10 +69,22 @@ export class StoreContainer {
         await run("docker", ["exec", this.container.getId(), ...this.readyCommand]);
         return;
       } catch (error) {
-        if (Date.now() > deadline) throw error;
+        if (Date.now() > deadline) {
+          throw new Error(`not ready after ${timeoutMs} ms: ${await this.describe()}`, {
+            cause: error,
+          });
+        }
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     }
+  }
+
+  /** The container's state and its last log lines, for a failure message. */
+  async describe(): Promise<string> {
+    const id = this.container.getId();
+    const { stdout: state } = await run("docker", ["inspect", "--format", "{{json .State}}", id]);
+    const logs = await run("docker", ["logs", "--tail", "20", id]);
+    return `state ${state.trim()}, last logs:\n${logs.stdout}${logs.stderr}`;
   }
 
   async exec(command: string[]): Promise<string> {
