@@ -421,6 +421,22 @@ async function startFrontend(
   return { url: `http://127.0.0.1:${await publishedPort(container, "8080/tcp")}`, container };
 }
 
+/**
+ * The frontend with TLS=on and the test's certificate pair as its secrets. Both host ports
+ * are fixed and chosen first: the HTTP redirect must name the published HTTPS port.
+ */
+async function startTlsFrontend(label: string, extraArgs: string[] = []) {
+  const pair = await selfSignedPair();
+  const [httpPort = 0, httpsPort = 0] = await freePorts(2);
+  const { url: httpUrl } = await startFrontend(label, {
+    network,
+    env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
+    publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
+    extraArgs: [...extraArgs, ...secretMounts(pair)],
+  });
+  return { httpUrl, httpsPort, ca: pair.ca };
+}
+
 async function health(container: string): Promise<{ state?: string; health?: string }> {
   const { stdout } = await docker(
     "inspect",
@@ -1190,17 +1206,7 @@ describe("frontend container with TLS=on", () => {
   let ca: string;
 
   beforeAll(async () => {
-    const pair = await selfSignedPair();
-    ca = pair.ca;
-    // Fixed host ports, chosen first: the redirect must name the published HTTPS port.
-    const [httpPort, port] = await freePorts(2);
-    httpsPort = port ?? 0;
-    ({ url: httpUrl } = await startFrontend("tls", {
-      network,
-      env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
-      publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
-      extraArgs: secretMounts(pair),
-    }));
+    ({ httpUrl, httpsPort, ca } = await startTlsFrontend("tls"));
   });
 
   it("serves the page over HTTP/2 with HSTS; plain /healthz carries none", async () => {
@@ -1262,16 +1268,7 @@ describe("frontend container with TLS=on hardened as in production", () => {
   let ca: string;
 
   beforeAll(async () => {
-    const pair = await selfSignedPair();
-    ca = pair.ca;
-    const [httpPort, port] = await freePorts(2);
-    httpsPort = port ?? 0;
-    await startFrontend("tls-hardened", {
-      network,
-      env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
-      publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
-      extraArgs: [...HARDENED, ...secretMounts(pair)],
-    });
+    ({ httpsPort, ca } = await startTlsFrontend("tls-hardened", HARDENED));
   });
 
   it("reads the mounted certificate and key as uid 101 and serves HTTPS", async () => {
