@@ -28,15 +28,7 @@ function startWatch(): Promise<void> {
       cwd: stack.directory,
       // The same interpolation as ComposeProject.compose(), so a rebuild by Compose Watch
       // recreates a container with the configuration the stack was started with.
-      env: {
-        ...process.env,
-        FRONTEND_PORT: "0",
-        BACKEND_PORT: "0",
-        BACKEND_DEBUG_PORT: "0",
-        COUNTER_PORT: "0",
-        COUNTER_DEBUG_PORT: "0",
-        IMAGE_TAG: stack.name,
-      },
+      env: { ...process.env, ...stack.environment() },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

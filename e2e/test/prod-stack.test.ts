@@ -4,7 +4,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { artifactPath, launchChromium } from "./support/browser.ts";
-import { ComposeProject, freePorts, waitForBothBackendReplicas } from "./support/compose.ts";
+import {
+  ComposeProject,
+  freePorts,
+  postgresCount,
+  waitForBothBackendReplicas,
+} from "./support/compose.ts";
 import { http2Get, TrustingClient, tlsHandshake } from "./support/https.ts";
 import { makeTestPki, type TestPki } from "./support/tls.ts";
 
@@ -100,22 +105,6 @@ async function container(service: string): Promise<string> {
   const found = (await containers()).find((c) => c.service === service);
   if (!found) throw new Error(`no ${service} container`);
   return found.id;
-}
-
-/** The count PostgreSQL holds, read inside the database container. */
-async function postgresCount(): Promise<number> {
-  const output = await stack.compose([
-    "exec",
-    "-T",
-    "db",
-    "psql",
-    "--username=counter",
-    "--dbname=counter",
-    "--tuples-only",
-    "--no-align",
-    "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
-  ]);
-  return Number(output.trim());
 }
 
 /** A shell command in the cache container, with redis-cli authenticated from the secret. */
@@ -234,15 +223,18 @@ describe("production stack", () => {
     expect(whileStopped).toEqual(Array.from({ length: 10 }, (_, i) => base + 21 + i));
 
     await stack.compose(["start", "cache"]);
+    // The report's "no visit for 6 s": longer than CACHE_TTL_SECONDS (5), so any count
+    // the cache held is no longer fresh, which is when the old design read it back.
     await sleep(6_000);
     expect(await (await get("/api/visits")).json()).toEqual({ count: base + 30 });
 
     await stack.compose(["restart", "counter"]);
-    await sleep(6_000);
+    // The report waited 6 s here; waiting for both replicas to be healthy is the sure way.
+    await stack.compose(["up", "--detach", "--wait", "counter"]);
     const afterRestart: number[] = [];
     for (let i = 0; i < 5; i++) afterRestart.push((await post("/api/visits")).count);
     expect(afterRestart).toEqual([31, 32, 33, 34, 35].map((n) => base + n));
-    expect(await postgresCount()).toBe(base + 35);
+    expect(await postgresCount(stack)).toBe(base + 35);
   });
 
   it("answers HTTPS with HTTP/2 and HSTS, and only TLS 1.2 or newer", async () => {

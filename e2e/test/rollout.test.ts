@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, freePorts } from "./support/compose.ts";
+import { ComposeProject, freePorts, postgresCount } from "./support/compose.ts";
 import { describeFailures, failures, type StreamRecord, startStream } from "./support/stream.ts";
 import { makeTestPki } from "./support/tls.ts";
 
@@ -15,11 +15,21 @@ const run = promisify(execFile);
 // POST /api/visits, no retries, no Idempotency-Key) while infra/rollout.sh replaces
 // backend and counter with images that differ: no request may fail.
 const FILES = ["docker-compose.yml", "docker-compose.prod.yml"];
-const stack = new ComposeProject({ files: FILES, copyRepo: true });
+// Fixed free ports: the frontend must know its public HTTPS port (see prod-stack.test.ts).
+const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
+const stack = new ComposeProject({
+  files: FILES,
+  copyRepo: true,
+  env: {
+    FRONTEND_PORT: String(httpPort),
+    FRONTEND_HTTPS_PORT: String(httpsPort),
+    // One client address, many requests: the limits would answer with 429.
+    RATE_LIMIT: "off",
+  },
+});
+const url = `https://localhost:${httpsPort}`;
 const MESSAGE_SOURCE = "apps/backend/src/app.ts";
 const MESSAGE_LINE = /export const MESSAGE = "[^"]*";/;
-let env: Record<string, string>;
-let url: string;
 let dispatcher: Agent;
 
 beforeAll(async () => {
@@ -28,15 +38,7 @@ beforeAll(async () => {
   await writeFile(join(stack.directory, "secrets/tls_certificate.pem"), pki.serverCertificate);
   await writeFile(join(stack.directory, "secrets/tls_key.pem"), pki.serverKey);
   await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
-  const [httpPort, httpsPort] = await freePorts(2);
-  env = {
-    FRONTEND_PORT: String(httpPort),
-    FRONTEND_HTTPS_PORT: String(httpsPort),
-    // One client address, many requests: the limits would answer with 429.
-    RATE_LIMIT: "off",
-  };
-  await stack.up([], { env });
-  url = `https://localhost:${httpsPort}`;
+  await stack.up();
   dispatcher = new Agent({ connect: { ca: pki.caCertificate } });
 });
 afterAll(async () => {
@@ -56,7 +58,6 @@ async function rollout(args: string[], extra: Record<string, string> = {}) {
       env: {
         ...process.env,
         ...stack.environment(),
-        ...env,
         ...extra,
         COMPOSE_PROJECT_NAME: stack.name,
         COMPOSE_FILE: FILES.join(":"),
@@ -80,18 +81,6 @@ async function setMessage(message: string): Promise<void> {
 async function touchCounter(version: string): Promise<void> {
   const path = join(stack.directory, "apps/counter/src/app.ts");
   await writeFile(path, `${await readFile(path, "utf8")}// rollout e2e: ${version}\n`);
-}
-
-async function postgresCount(): Promise<number> {
-  const output = await stack.compose([
-    ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
-    ...[
-      "--tuples-only",
-      "--no-align",
-      "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
-    ],
-  ]);
-  return Number(output.trim());
 }
 
 /** Runs `change` under the stream; returns the records. */
@@ -127,7 +116,7 @@ describe("rolling update (infra/rollout.sh)", () => {
       const message = `Hello from Backend API, version ${round}`;
       await setMessage(message);
       await touchCounter(`version ${round}`);
-      const before = await postgresCount();
+      const before = await postgresCount(stack);
       let result: Awaited<ReturnType<typeof rollout>> | undefined;
       const records = await underStream(async () => {
         result = await rollout(["backend", "counter"]);
@@ -142,7 +131,7 @@ describe("rolling update (infra/rollout.sh)", () => {
       expect(requests).toBeGreaterThan(300);
       // Every number once, and PostgreSQL holds exactly the acknowledged visits.
       expect(new Set(visits).size).toBe(visits.length);
-      expect(await postgresCount()).toBe(before + visits.length);
+      expect(await postgresCount(stack)).toBe(before + visits.length);
       // The answers switched to the new image during the run.
       expect(messages).toContain(message);
       expect(records.findLast((r) => r.kind === "data")?.message).toBe(message);
@@ -186,10 +175,10 @@ describe("rolling update (infra/rollout.sh)", () => {
   it("for comparison: a plain `up -d --build --wait` of both services, under the same stream", async () => {
     await setMessage("Hello from Backend API, after a plain up");
     await touchCounter("plain up");
-    const before = await postgresCount();
+    const before = await postgresCount(stack);
     const started = performance.now();
     const records = await underStream(async () => {
-      await stack.compose(["up", "--detach", "--build", "--wait", "backend", "counter"], { env });
+      await stack.compose(["up", "--detach", "--build", "--wait", "backend", "counter"]);
     });
     const { requests, failed, visits } = summary(records);
     // The number goes in docs/PERFORMANCE.md next to the rollout's.
@@ -199,7 +188,7 @@ describe("rolling update (infra/rollout.sh)", () => {
     );
     // Whatever failed, nothing was counted twice or lost among the answered visits.
     expect(new Set(visits).size).toBe(visits.length);
-    const counted = (await postgresCount()) - before;
+    const counted = (await postgresCount(stack)) - before;
     expect(counted).toBeGreaterThanOrEqual(visits.length);
     expect(counted).toBeLessThanOrEqual(visits.length + failed);
   });

@@ -60,17 +60,10 @@ describe.runIf(enabled)("production stack on Docker Swarm", () => {
       await readFile(join(stack.directory, "secrets/tls_certificate.pem"), "utf8"),
     );
 
-    const env = {
-      ...process.env,
-      FRONTEND_PORT: String(httpPort),
-      FRONTEND_HTTPS_PORT: String(httpsPort),
-      RATE_LIMIT: "off",
-      IMAGE_TAG: stack.name,
-    };
     await stack.compose(["build"]);
     await run("bash", ["infra/swarm/deploy.sh", stackName], {
       cwd: stack.directory,
-      env,
+      env: { ...process.env, ...stack.environment() },
       timeout: 300_000,
     });
   });

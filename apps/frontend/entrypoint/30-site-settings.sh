@@ -13,8 +13,10 @@ problems=""
 problem() { problems="${problems}  - $1
 "; }
 
-case "${TLS:-off}" in on | off) ;; *) problem "TLS must be on or off, got '${TLS}'" ;; esac
-case "${RATE_LIMIT:-on}" in on | off) ;; *) problem "RATE_LIMIT must be on or off, got '${RATE_LIMIT}'" ;; esac
+tls="${TLS:-off}"
+rate_limit="${RATE_LIMIT:-on}"
+case "$tls" in on | off) ;; *) problem "TLS must be on or off, got '$tls'" ;; esac
+case "$rate_limit" in on | off) ;; *) problem "RATE_LIMIT must be on or off, got '$rate_limit'" ;; esac
 port="${PUBLIC_HTTPS_PORT:-443}"
 case "$port" in
   '' | *[!0-9]*) problem "PUBLIC_HTTPS_PORT must be a port number, got '$port'" ;;
@@ -29,7 +31,7 @@ for proxy in $proxies; do
   printf '%s\n' "$proxy" | grep -Eqx "$ipv4|$ipv6" ||
     problem "TRUSTED_PROXIES: '$proxy' is not an IPv4 or IPv6 address or CIDR"
 done
-if [ "${TLS:-off}" = on ]; then
+if [ "$tls" = on ]; then
   for secret in tls_certificate tls_key; do
     [ -r "/run/secrets/$secret" ] ||
       problem "TLS=on needs the secret $secret (/run/secrets/$secret is missing or unreadable)"
@@ -42,7 +44,7 @@ fi
 
 {
   echo "# Written at start by /docker-entrypoint.d/30-site-settings.sh; do not edit."
-  if [ "${RATE_LIMIT:-on}" = on ]; then
+  if [ "$rate_limit" = on ]; then
     echo 'map $remote_addr $rate_limit_key { default $binary_remote_addr; }'
   else
     echo 'map $remote_addr $rate_limit_key { default ""; }'
@@ -69,10 +71,10 @@ fi
   else
     echo 'map $scheme $forwarded_proto { default $scheme; }'
   fi
-  if [ "${TLS:-off}" = on ]; then
+  if [ "$tls" = on ]; then
     echo "include /etc/nginx/site/https.conf;"
   else
     echo "include /etc/nginx/site/http.conf;"
   fi
 } > "$out"
-echo "$0: TLS=${TLS:-off} RATE_LIMIT=${RATE_LIMIT:-on} TRUSTED_PROXIES='${proxies}'"
+echo "$0: TLS=$tls RATE_LIMIT=$rate_limit TRUSTED_PROXIES='${proxies}'"

@@ -550,6 +550,19 @@ function topLevelErrorPages(config: string): Map<number, string> {
   return pages;
 }
 
+/** The files a config includes outside any block. */
+function topLevelIncludes(config: string): string[] {
+  let depth = 0;
+  const includes: string[] = [];
+  for (const statement of stripped(config).split(/(?<=[;{}])/)) {
+    const include = /^\s*include\s+(\S+);$/.exec(statement)?.[1];
+    if (depth === 0 && include) includes.push(include);
+    if (statement.endsWith("{")) depth++;
+    if (statement.endsWith("}")) depth--;
+  }
+  return includes;
+}
+
 /** The status each exact-match location answers with `return`: URI -> status. */
 function returnedStatuses(config: string): Map<string, number> {
   const statuses = new Map<string, number>();
@@ -607,11 +620,25 @@ describe("nginx configuration", () => {
     const { stdout } = await docker("run", "--rm", IMAGE, "nginx", "-T");
     const files = dumpedFiles(stdout);
     const site = files.get("/etc/nginx/snippets/site.conf") ?? "";
+    const errorPages = files.get("/etc/nginx/snippets/error-pages.conf") ?? "";
     const api = files.get("/etc/nginx/snippets/api-proxy.conf") ?? "";
     // site.conf is the body of the server block; api-proxy.conf of each /api/ location.
     expect(files.get("/etc/nginx/site/http.conf")).toMatch(
       /server\s*\{[^}]*include \/etc\/nginx\/snippets\/site\.conf;[^}]*\}/,
     );
+    // error-pages.conf sits at server level in site.conf and in the TLS redirect server
+    // (https.conf, read from the source: nginx -T dumps only what TLS=off includes).
+    expect(topLevelIncludes(site)).toContain("/etc/nginx/snippets/error-pages.conf");
+    const https = await readFile(join(CONTEXT, "nginx/site/https.conf"), "utf8");
+    expect(stripped(https)).toMatch(
+      /server\s*\{[^{}]*include \/etc\/nginx\/snippets\/error-pages\.conf;/,
+    );
+    // The URI is rewritten in the locations, not in what their second try includes too.
+    for (const proxy of ["visits-proxy", "backend-proxy"]) {
+      expect(stripped(files.get(`/etc/nginx/snippets/${proxy}.conf`) ?? ""), proxy).not.toMatch(
+        /\brewrite\b/,
+      );
+    }
     // Each /api/ location and its second try include the way to their service, which
     // includes api-proxy.conf.
     for (const proxy of ["visits-proxy", "backend-proxy"]) {
@@ -630,8 +657,8 @@ describe("nginx configuration", () => {
     expect(stripped(site).match(/error_page 504 \/\.errors\/api\/504;/g)).toHaveLength(2);
 
     // Server level: every status to a plain-text page of the same status.
-    const serverPages = topLevelErrorPages(site);
-    const answers = returnedStatuses(site);
+    const serverPages = topLevelErrorPages(errorPages);
+    const answers = returnedStatuses(errorPages);
     const serverStatuses = [
       400, 403, 404, 405, 408, 411, 412, 413, 414, 416, 429, 500, 501, 502, 503, 504, 505,
     ];
@@ -1232,6 +1259,13 @@ describe("frontend container with TLS=on", () => {
     expect(answer.status).toBe(308);
     expect(answer.headers.location).toBe(`https://localhost:${httpsPort}/x?y=1`);
     expect(answer.headers["strict-transport-security"]).toBeUndefined();
+  });
+
+  it("answers a malformed request to the redirecting HTTP port in plain text", async () => {
+    const answer = await rawRequest(httpUrl, "NONSENSE\r\n\r\n");
+    expect(answer.status).toBe(400);
+    expect(answer.headers["content-type"]).toBe("text/plain");
+    expect(answer.body).toBe("Bad request\n");
   });
 
   it("redirects plain HTTP sent to the HTTPS port with a 308 to https", async () => {

@@ -97,9 +97,9 @@ export class ComposeProject {
   }
 
   /** `up --build --wait`; on failure the error carries the services' last log lines. */
-  async up(extra: string[] = [], options: { env?: Record<string, string> } = {}): Promise<void> {
+  async up(extra: string[] = []): Promise<void> {
     try {
-      await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra], options);
+      await this.compose(["up", "--build", "--wait", "--wait-timeout", "180", ...extra]);
     } catch (error) {
       throw new Error(`${(error as Error).message}\n--- last logs ---\n${await this.logs()}`);
     }
@@ -184,4 +184,14 @@ export async function waitForBothBackendReplicas(
     hosts.add(body.servedByHost);
     expect(hosts.size).toBe(2);
   }, 20_000);
+}
+
+/** The count PostgreSQL holds for the page's counter, read inside the database container. */
+export async function postgresCount(stack: ComposeProject): Promise<number> {
+  const output = await stack.compose([
+    ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
+    ...["--tuples-only", "--no-align"],
+    "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
+  ]);
+  return Number(output.trim());
 }
