@@ -94,6 +94,8 @@ roll() {
   fi
 
   log "$service: starting $count new container(s) beside ${count} old"
+  # --no-recreate: the old containers keep their image (to serve beside the new ones, and
+  # to roll back to); only the added ones start from the new image.
   docker compose up --detach --no-build --no-deps --no-recreate \
     --scale "$service=$((2 * count))" "$service" >/dev/null
   mapfile -t new < <(comm -13 <(printf '%s\n' "${old[@]}" | sort) \

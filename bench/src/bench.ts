@@ -266,10 +266,9 @@ async function loadDirect(
   const image = (await stack.builtImages()).get("backend");
   if (!image) throw new Error("no backend image");
   const name = `${stack.name}-direct-backend`;
-  const { stdout } = await run("docker", [
+  await run("docker", [
     "run",
     "--detach",
-    "--rm",
     "--name",
     name,
     ...["--network", `${stack.name}_front`, "--publish", "127.0.0.1::3001"],
@@ -278,7 +277,10 @@ async function loadDirect(
     ...["--user", "node", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"],
     image,
   ]);
-  onCleanup(() => run("docker", ["rm", "--force", name], { allowFailure: true }).then(() => {}));
+  const remove = () =>
+    run("docker", ["rm", "--force", name], { allowFailure: true }).then(() => {});
+  // Also removed on Ctrl-C or an error elsewhere in the run.
+  const unregister = onCleanup(remove);
   try {
     const port = (await run("docker", ["port", name, "3001"])).stdout.trim().split(":").pop();
     const url = `http://127.0.0.1:${port}/data`;
@@ -294,7 +296,8 @@ async function loadDirect(
       idempotencyKeys: false,
     });
   } finally {
-    await run("docker", ["rm", "--force", stdout.trim()], { allowFailure: true });
+    unregister();
+    await remove();
   }
 }
 

@@ -7,7 +7,7 @@
 // sent through Nginx, and every container is checked for crashes. Exits non-zero on
 // any violation. Everything it starts is removed at the end.
 import {
-  type Attempt,
+  acknowledgement,
   checkHistory,
   now,
   startVisitors,
@@ -184,10 +184,6 @@ const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 };
-
-/** The attempt that got the visit its number, if any. */
-const acknowledgement = (visit: VisitRecord): Attempt | undefined =>
-  visit.attempts.find((attempt) => attempt.count !== undefined);
 
 /** From the first attempt's start to the last attempt's end. */
 const latency = (visit: VisitRecord) =>

@@ -20,11 +20,13 @@ async function currentMessage(url: string): Promise<string | undefined> {
 }
 
 /**
- * Changes the backend's MESSAGE in the stack's throwaway source `tries` times and polls
- * GET /api/data through Nginx every 50 ms until each new message is served. Returns the
- * milliseconds from each write to that response.
+ * The development loop: changes the backend's MESSAGE in the stack's throwaway source
+ * `tries` times and polls GET /api/data through Nginx every 50 ms until each new message
+ * is served. Returns the milliseconds from each write to that response. With bind mounts
+ * (DEV_FILES, `docker compose up --build`) the edit is seen in the container at once and
+ * tsx watch restarts the backend.
  */
-async function timeEdits(stack: Stack, url: string, tries: number): Promise<number[]> {
+export async function measureReloads(stack: Stack, url: string, tries: number): Promise<number[]> {
   const path = join(stack.directory, SOURCE);
   const original = await readFile(path, "utf8");
   if (!MESSAGE_LINE.test(original))
@@ -48,14 +50,6 @@ async function timeEdits(stack: Stack, url: string, tries: number): Promise<numb
 }
 
 /**
- * The development loop with bind mounts (DEV_FILES, `docker compose up --build`): the
- * edit is seen in the container at once and tsx watch restarts the backend.
- */
-export function measureReloads(stack: Stack, url: string, tries: number): Promise<number[]> {
-  return timeEdits(stack, url, tries);
-}
-
-/**
  * The development loop with Compose Watch (Docker Desktop's way, WATCH_FILES): the stack
  * must be up from WATCH_FILES (no source bind mounts); `docker compose watch --no-up`
  * runs as a background child while the edits are timed, so each time includes Compose
@@ -71,7 +65,7 @@ export async function measureWatchReloads(
   const watch = stack.watch(["--no-up"]);
   try {
     await watch.ready;
-    return await timeEdits(stack, url, tries);
+    return await measureReloads(stack, url, tries);
   } catch (error) {
     throw new Error(`${(error as Error).message}\n--- docker compose watch ---\n${watch.output()}`);
   } finally {

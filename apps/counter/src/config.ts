@@ -3,14 +3,11 @@ import {
   logLevel,
   nodeEnv,
   port,
+  positiveDuration,
   shutdownDelayMs,
   shutdownTimeoutMs,
 } from "@app/config";
 import { z } from "zod";
-
-// A zero or negative duration would turn a deadline off (or make it fail everything).
-const positive = (unit: string, fallback: number) =>
-  z.coerce.number().int().positive(`must be a whole number of ${unit} above 0`).default(fallback);
 
 export const counterConfigSchema = z.object({
   PORT: port(3002),
@@ -39,20 +36,21 @@ export const counterConfigSchema = z.object({
    * A request's whole PostgreSQL deadline: the wait for its batch, a connection and every
    * statement. A visit not committed by then is answered 503.
    */
-  POSTGRES_TIMEOUT_MS: positive("milliseconds", 1_000),
+  POSTGRES_TIMEOUT_MS: positiveDuration("milliseconds", 1_000),
   /** A Redis command slower than this is given up: the cache is skipped, never waited for. */
-  REDIS_COMMAND_TIMEOUT_MS: positive("milliseconds", 50),
+  REDIS_COMMAND_TIMEOUT_MS: positiveDuration("milliseconds", 50),
   /**
-   * A cached count expires this long after it was last raised: the bound on how long a
-   * cache that missed a raise (Redis frozen, unreachable from one replica) can lag.
+   * A cached count is fresh for reads this long after PostgreSQL confirmed it (its
+   * `:fresh` marker expires; the count itself stays): the bound on how long a cache that
+   * missed a raise (Redis frozen, unreachable from one replica) can lag.
    */
-  CACHE_TTL_SECONDS: positive("seconds", 5),
+  CACHE_TTL_SECONDS: positiveDuration("seconds", 5),
   /**
    * How long a POST /visits retried with the same Idempotency-Key gets the number of the
    * first attempt instead of a new one. Clients retry within seconds; each key is a row
    * in PostgreSQL (about 100 bytes), so at 1,000 keyed visits/s 5 minutes hold some 30 MB.
    */
-  IDEMPOTENCY_KEY_TTL_SECONDS: positive("seconds", 300),
+  IDEMPOTENCY_KEY_TTL_SECONDS: positiveDuration("seconds", 300),
 });
 
 export type CounterConfig = z.infer<typeof counterConfigSchema>;

@@ -12,12 +12,15 @@ export const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
 
-/** How long a graceful shutdown may drain in-flight requests before closing them (a deadline: above 0). */
-export const shutdownTimeoutMs = z.coerce
-  .number()
-  .int()
-  .positive("must be a whole number of milliseconds above 0")
-  .default(10_000);
+/**
+ * A duration that must be above 0 (a deadline, a TTL): 0 or less would turn it off, or
+ * make it fail everything.
+ */
+export const positiveDuration = (unit: "milliseconds" | "seconds", fallback: number) =>
+  z.coerce.number().int().positive(`must be a whole number of ${unit} above 0`).default(fallback);
+
+/** How long a graceful shutdown may drain in-flight requests before closing them. */
+export const shutdownTimeoutMs = positiveDuration("milliseconds", 10_000);
 
 /**
  * How long a replica keeps serving after SIGTERM, without keep-alive, before it closes

@@ -1,2 +1,9 @@
-export { logLevel, nodeEnv, port, shutdownDelayMs, shutdownTimeoutMs } from "./fields.ts";
+export {
+  logLevel,
+  nodeEnv,
+  port,
+  positiveDuration,
+  shutdownDelayMs,
+  shutdownTimeoutMs,
+} from "./fields.ts";
 export { ConfigError, loadConfig, loadConfigOrExit } from "./load-config.ts";

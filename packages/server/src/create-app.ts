@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import express, { type Express } from "express";
 import type { Logger } from "pino";
-import { pinoHttp } from "pino-http";
+import { pinoHttp, startTime } from "pino-http";
 import { errorHandler, notFound } from "./errors.ts";
 import { type ReadinessOptions, readinessHandler } from "./readiness.ts";
 
@@ -47,8 +47,6 @@ export function createApp(options: AppOptions): Express {
         const id =
           typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
         res.setHeader("X-Request-Id", id);
-        // Called first thing for every request: when it arrived, for `customLogLevel`.
-        res.locals.receivedAt = performance.now();
         return id;
       },
       // Nginx's access log is the request log: one JSON line per request, with this
@@ -56,9 +54,8 @@ export function createApp(options: AppOptions): Express {
       // here at `debug` only, unless it failed (`error`) or was slow (`warn`).
       customLogLevel(_req, res, error) {
         if (error || res.statusCode >= 500) return "error";
-        const receivedAt = (res as { locals?: { receivedAt?: number } }).locals?.receivedAt;
-        if (receivedAt !== undefined && performance.now() - receivedAt > slowRequestMs)
-          return "warn";
+        // pino-http's own record of when the request arrived.
+        if (Date.now() - res[startTime] > slowRequestMs) return "warn";
         return "debug";
       },
       // Probes hit these every few seconds; logging them would drown the real traffic.
@@ -88,6 +85,6 @@ export function createApp(options: AppOptions): Express {
   routes(app);
 
   app.use(notFound);
-  app.use(errorHandler(logger, exposeErrors));
+  app.use(errorHandler(exposeErrors));
   return app;
 }

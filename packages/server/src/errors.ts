@@ -1,5 +1,4 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import type { Logger } from "pino";
 
 /** An error whose status and message are meant for the client. */
 export class HttpError extends Error {
@@ -32,8 +31,8 @@ export const notFound: RequestHandler = (req, res) => {
  * large, HttpError) keep their status and message; anything else is a 500 whose
  * details stay in the log unless `exposeErrors` is set (development only).
  */
-export function errorHandler(logger: Logger, exposeErrors: boolean): ErrorRequestHandler {
-  return (error, req, res, next) => {
+export function errorHandler(exposeErrors: boolean): ErrorRequestHandler {
+  return (error, _req, res, next) => {
     if (res.headersSent) {
       next(error);
       return;
@@ -44,10 +43,9 @@ export function errorHandler(logger: Logger, exposeErrors: boolean): ErrorReques
       res.status(status).json({ error: clientMessage(error, status) });
       return;
     }
-    // pino-http logs the request's one line with this error and its stack; without
-    // pino-http (an app built without createApp) it is logged here.
-    if (req.log) (res as { err?: unknown }).err = error;
-    else logger.error({ err: error }, "request failed");
+    // pino-http (createApp's first middleware) logs the request's one line with this
+    // error and its stack.
+    res.err = error;
     const body: Record<string, unknown> = { error: "Internal Server Error" };
     if (exposeErrors && error instanceof Error) {
       body.detail = error.message;

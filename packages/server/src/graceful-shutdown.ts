@@ -38,7 +38,7 @@ export function createGracefulShutdown(
   // Prepended: it must run before the app's own listener, which may answer at once.
   server.prependListener("request", (_req, res) => {
     // Responses sent after the signal tell clients not to reuse the connection...
-    if (running && !res.headersSent) res.setHeader("Connection", "close");
+    if (running) res.setHeader("Connection", "close");
     // ...and once the listener is closed, a keep-alive socket that goes idle is closed
     // at once, instead of holding the shutdown open until its keep-alive timeout.
     res.once("finish", () => {

@@ -1,4 +1,4 @@
-import type { History, VisitRecord, Window } from "./history.ts";
+import { acknowledgement, type History, type VisitRecord, type Window } from "./history.ts";
 
 export interface CheckOptions {
   /** PostgreSQL's count before the first visit of the history. */
@@ -52,10 +52,6 @@ export interface CheckResult {
   readsChecked: number;
   readsExempt: number;
 }
-
-/** The attempt that got the visit its number, if any. */
-const acknowledgement = (visit: VisitRecord) =>
-  visit.attempts.find((attempt) => attempt.count !== undefined);
 
 /**
  * How many times a visit without a number may have been counted: each attempt of an

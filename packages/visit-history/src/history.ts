@@ -34,6 +34,10 @@ export interface VisitRecord {
   echo?: Attempt;
 }
 
+/** The attempt that got the visit its number, if any. */
+export const acknowledgement = (visit: VisitRecord): Attempt | undefined =>
+  visit.attempts.find((attempt) => attempt.count !== undefined);
+
 /** One GET of the current count. */
 export interface ReadRecord {
   target: string;

@@ -43,7 +43,7 @@ async function send(
   path: string,
   init: { method: string; key?: string | undefined },
   timeoutMs: number,
-): Promise<Attempt & { stale?: boolean; source?: string }> {
+): Promise<{ attempt: Attempt; stale?: boolean; source?: string }> {
   const start = now();
   try {
     const response = await fetch(`${target}${path}`, {
@@ -59,14 +59,19 @@ async function send(
       status: response.status,
       requestId: response.headers.get("x-request-id") ?? undefined,
     };
-    if (response.status !== 200) return base;
+    if (response.status !== 200) return { attempt: base };
     const count = countIn(text);
-    if (typeof count !== "number") return { ...base, error: `no count in ${text.slice(0, 80)}` };
+    if (typeof count !== "number") {
+      return { attempt: { ...base, error: `no count in ${text.slice(0, 80)}` } };
+    }
     return {
-      ...base,
-      count,
-      replayed: response.headers.get("idempotent-replayed") === "true",
-      ...(response.headers.get("x-counter-cache") === "missed" ? { cacheMissed: true } : {}),
+      attempt: {
+        ...base,
+        count,
+        replayed: response.headers.get("idempotent-replayed") === "true",
+        ...(response.headers.get("x-counter-cache") === "missed" ? { cacheMissed: true } : {}),
+      },
+      // What a read's answer says of itself.
       stale: response.headers.get("x-counter-stale") === "true",
       source: response.headers.get("x-counter-source") ?? undefined,
     };
@@ -74,11 +79,13 @@ async function send(
     const name = error instanceof Error ? error.name : "Error";
     const code = (error as { cause?: { code?: string } }).cause?.code;
     return {
-      target,
-      start,
-      end: now(),
-      status: 0,
-      error: name === "TimeoutError" ? "timeout" : (code ?? name),
+      attempt: {
+        target,
+        start,
+        end: now(),
+        status: 0,
+        error: name === "TimeoutError" ? "timeout" : (code ?? name),
+      },
     };
   }
 }
@@ -114,15 +121,19 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
   };
 
   const read = async () => {
-    const answer = await send(nextTarget(), path, { method: "GET" }, timeoutMs);
+    const {
+      attempt: answer,
+      stale,
+      source,
+    } = await send(nextTarget(), path, { method: "GET" }, timeoutMs);
     const record: ReadRecord = {
       target: answer.target,
       start: answer.start,
       end: answer.end,
       status: answer.status,
       ...(answer.count === undefined ? {} : { count: answer.count }),
-      ...(answer.stale ? { stale: true } : {}),
-      ...(answer.source === undefined ? {} : { source: answer.source }),
+      ...(stale ? { stale: true } : {}),
+      ...(source === undefined ? {} : { source }),
       ...(answer.error === undefined ? {} : { error: answer.error }),
     };
     history.reads.push(record);
@@ -139,9 +150,13 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
     const started = now();
     for (let attempt = 0; ; attempt++) {
       const left = timeoutMs - (now() - started);
-      const result = await send(nextTarget(), path, { method: "POST", key: record.key }, left);
-      const { stale: _stale, source: _source, ...plain } = result;
-      record.attempts.push(plain);
+      const { attempt: result } = await send(
+        nextTarget(),
+        path,
+        { method: "POST", key: record.key },
+        left,
+      );
+      record.attempts.push(result);
       const backoffMs = 50 * 2 ** attempt;
       const again =
         keyed &&
@@ -154,11 +169,12 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
     }
     const acknowledged = record.attempts.some((attempt) => attempt.count !== undefined);
     if (keyed && acknowledged && Math.random() < echoShare) {
-      const {
-        stale: _stale,
-        source: _source,
-        ...echo
-      } = await send(nextTarget(), path, { method: "POST", key: record.key }, timeoutMs);
+      const { attempt: echo } = await send(
+        nextTarget(),
+        path,
+        { method: "POST", key: record.key },
+        timeoutMs,
+      );
       record.echo = echo;
     }
   };
