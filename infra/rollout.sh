@@ -16,8 +16,8 @@
 #   2. start as many new containers as it runs now, beside the old ones (Nginx finds
 #      them through Docker's DNS within 2 s and spreads requests over old and new);
 #   3. wait until every new container is healthy; if one is not within ROLLOUT_TIMEOUT
-#      seconds (default 90), stop and remove the new ones, leave the old ones serving,
-#      and exit 1: a rollback;
+#      seconds (default 90, digits only), stop and remove the new ones, leave the old
+#      ones serving, and exit 1: a rollback;
 #   4. stop the old containers: each keeps serving for SHUTDOWN_DELAY_MS, then drains its
 #      requests in flight and exits; Nginx retries what they refuse on the new ones;
 #   5. remove them: the service is back at its replica count, on the new image.
@@ -27,20 +27,45 @@
 # see docs/COUNTER.md). The frontend publishes the host's ports, which two containers
 # cannot share: it is replaced in place, so for about a second new connections are
 # refused (clients retry; put a load balancer in front for none).
-set -euo pipefail
+#
+# Any failure stops it with a message naming the step and exit 1; Ctrl-C (SIGINT) or
+# SIGTERM stops it with 130 or 143. Either way exactly one set of containers is left in
+# Nginx's rotation: the old one if the new one was not healthy yet (the new containers
+# are removed), else the new one (the old containers are removed). A failed build
+# changes nothing that runs.
+set -Eeuo pipefail
 
+log() { printf 'rollout: %s\n' "$*" >&2; }
+usage() { log "$1"; log "usage: bash infra/rollout.sh [--no-build] [SERVICE…]"; exit 2; }
+
+# Checked before anything starts. Digits only: bash evaluates a variable used in
+# arithmetic as an expression, which may run commands ($(…) in an array index).
 timeout="${ROLLOUT_TIMEOUT:-90}"
+if ! [[ "$timeout" =~ ^[0-9]{1,5}$ ]] || ((10#$timeout == 0)); then
+  usage "ROLLOUT_TIMEOUT must be a number of seconds (1-99999), got '$timeout'"
+fi
+timeout=$((10#$timeout))
 build=(--build)
 if [[ "${1:-}" == --no-build ]]; then
   build=(--no-build)
   shift
 fi
+for arg in "$@"; do
+  [[ "$arg" != -* ]] || usage "unknown option '$arg'"
+done
 
-log() { printf 'rollout: %s\n' "$*" >&2; }
+# What is under way, for the messages and for settle(): the service, the step, and the
+# phase (build, start, wait, retire, in-place) that decides what an interruption leaves.
+service="" step="starting" phase="" old=() new=()
+
+# Captured first, then split: a failing command in `< <(…)` would go unnoticed.
+lines() { [[ -z "$1" ]] || printf '%s\n' "$1"; }
 
 # The services with a `build:` section, from Compose's own rendering of the files.
 built_services() {
-  docker compose config | awk '
+  local config
+  config=$(docker compose config)
+  lines "$config" | awk '
     /^services:/ { in_services = 1; next }
     /^[^ ]/      { in_services = 0 }
     in_services && /^  [A-Za-z0-9._-]+:$/ { service = substr($1, 1, length($1) - 1) }
@@ -77,55 +102,124 @@ retire() {
   docker rm "$@" >/dev/null
 }
 
+# The containers of $service that are not the old ones, running or not (also those an
+# interrupted `up` left created but not started).
+added() {
+  local all
+  all=$(docker compose ps --all --quiet "$service")
+  comm -13 <(lines "${old[*]}" | tr ' ' '\n' | sort) <(lines "$all" | sort)
+}
+
+# After a failure or a signal: leaves one complete set in rotation. Before the new
+# containers are all healthy that is the old set (the new one goes); after, the new one
+# (the old one goes, as it would have). Best effort: it reports what it could not do.
+settle() {
+  local ids
+  case "$phase" in
+    start | wait)
+      ids=$(added) || ids=""
+      mapfile -t new < <(lines "$ids")
+      log "$service: rolling back: removing ${#new[@]} new container(s); the old ones keep serving"
+      retire "${new[@]}" || log "$service: could not remove every new container: check \`docker compose ps\`"
+      ;;
+    retire)
+      log "$service: the new containers serve; removing the old ones"
+      docker stop "${old[@]}" >/dev/null 2>&1 || true
+      docker rm --force "${old[@]}" >/dev/null 2>&1 ||
+        log "$service: could not remove every old container: check \`docker compose ps\`"
+      ;;
+    in-place)
+      # Compose replaces the one container itself; bring it to the configured state.
+      log "$service: finishing its replacement"
+      docker compose up --detach --no-build --no-deps --wait --wait-timeout "$timeout" \
+        "$service" >/dev/null 2>&1 || log "$service: check \`docker compose ps\`"
+      ;;
+  esac
+}
+
+on_error() {
+  local status=$?
+  # A failure inside $(…) reaches this trap in that subshell too (set -E): only the
+  # script itself reports and settles.
+  [[ "$BASHPID" == "$$" ]] || exit "$status"
+  trap - ERR
+  trap '' INT TERM
+  log "failed while $step (exit $status)"
+  settle
+  exit 1
+}
+
+on_signal() {
+  trap - ERR
+  trap '' INT TERM
+  log "interrupted (SIG$1) while $step"
+  settle
+  exit "$2"
+}
+
+trap on_error ERR
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+
 roll() {
-  local service=$1 old new count
-  mapfile -t old < <(docker compose ps --quiet "$service")
+  local ids count
+  service=$1 old=() new=() phase=""
+  step="listing the $service containers"
+  ids=$(docker compose ps --quiet "$service")
+  mapfile -t old < <(lines "$ids")
   count=${#old[@]}
   if [[ "${build[0]}" == --build ]]; then
+    phase=build step="building $service"
     log "$service: building"
     docker compose build --quiet "$service"
   fi
 
   if [[ "$service" == frontend ]] || ((count == 0)); then
     # Nothing to keep serving beside (not running yet), or ports that cannot be shared.
+    phase=in-place step="replacing $service in place"
     log "$service: replacing in place"
     docker compose up --detach --no-build --no-deps --wait --wait-timeout "$timeout" "$service"
+    phase=""
     return
   fi
 
+  phase=start step="starting $count new $service container(s)"
   log "$service: starting $count new container(s) beside ${count} old"
   # --no-recreate: the old containers keep their image (to serve beside the new ones, and
   # to roll back to); only the added ones start from the new image.
   docker compose up --detach --no-build --no-deps --no-recreate \
     --scale "$service=$((2 * count))" "$service" >/dev/null
-  mapfile -t new < <(comm -13 <(printf '%s\n' "${old[@]}" | sort) \
-    <(docker compose ps --quiet "$service" | sort))
+  ids=$(added)
+  mapfile -t new < <(lines "$ids")
   if ((${#new[@]} != count)); then
-    log "$service: expected $count new container(s), found ${#new[@]}; rolling back"
-    retire "${new[@]}"
-    return 1
+    log "$service: expected $count new container(s), found ${#new[@]}"
+    false
   fi
-  if ! wait_healthy "${new[@]}"; then
-    log "$service: rolling back: the old container(s) keep serving"
-    retire "${new[@]}"
-    return 1
-  fi
+  phase=wait step="waiting for the new $service container(s) to become healthy"
+  wait_healthy "${new[@]}"
+  phase=retire step="retiring the old $service container(s)"
   log "$service: new container(s) healthy; retiring the old ones"
   retire "${old[@]}"
+  phase=""
   log "$service: done"
 }
 
 services=("$@")
+step="reading the compose files"
 if ((${#services[@]} == 0)); then
-  mapfile -t services < <(built_services)
+  built=$(built_services)
+  mapfile -t services < <(lines "$built" | grep -vx frontend || true)
   # The proxy last: the services behind it are rolled while it keeps serving.
-  mapfile -t services < <(printf '%s\n' "${services[@]}" | grep -vx frontend
-    printf '%s\n' "${services[@]}" | grep -x frontend || true)
+  if grep -qx frontend <<<"$built"; then services+=(frontend); fi
 fi
-for service in "${services[@]}"; do
-  case "$service" in
-    db | cache) log "$service is not rolled (a single stateful container)"; exit 2 ;;
+known=$(docker compose config --services)
+for name in "${services[@]}"; do
+  case "$name" in
+    db | cache) usage "$name is not rolled (a single stateful container)" ;;
   esac
-  roll "$service" || { log "$service: failed"; exit 1; }
+  grep -qxF -- "$name" <<<"$known" || usage "no service '$name' in the compose files"
+done
+for name in "${services[@]}"; do
+  roll "$name"
 done
 log "all done: ${services[*]}"
