@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Creates the production secrets docker-compose.prod.yml reads, where they are missing:
 #   secrets/                          0700: only you can enter it
-#   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000)
+#   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000):
+#                                     PostgreSQL's superuser, for administration only
+#   secrets/postgres_counter_password.txt, postgres_monitoring_password.txt,
+#   secrets/postgres_backup_password.txt
+#                                     random, 0644: the roles the apps log in as
+#                                     (infra/postgres/roles.sql)
 #   secrets/redis_password.txt        random, 0644
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
 #   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
@@ -17,7 +22,8 @@ umask 077
 mkdir -p secrets
 chmod 700 secrets
 
-for name in postgres_password redis_password; do
+for name in postgres_password postgres_counter_password postgres_monitoring_password \
+  postgres_backup_password redis_password; do
   if [ ! -s "secrets/$name.txt" ]; then
     openssl rand -base64 32 > "secrets/$name.txt"
     echo "created secrets/$name.txt"
