@@ -155,8 +155,10 @@ async function durableKeys(stack: Stack): Promise<Map<string, number>> {
       .split("\n")
       .filter(Boolean)
       .map((line) => {
-        const [key = "", count = ""] = line.split(" ");
-        return [key, Number(count)] as const;
+        const [stored = "", count = ""] = line.split(" ");
+        // Nginx stores a client's key as c:<address>:<key> (its default.conf.template);
+        // client keys hold no ':'.
+        return [stored.slice(stored.lastIndexOf(":") + 1), Number(count)] as const;
       }),
   );
 }

@@ -60,13 +60,14 @@ export function createCounterApp(options: CounterAppOptions): Express {
 }
 
 // A client that may retry a visit (after a timeout or a 502) sends a fresh random
-// key per visit (a UUID) and the same key with each retry of it.
-const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
+// key per visit (a UUID) and the same key with each retry of it. ':' separates the
+// namespaces Nginx puts keys in (its default.conf.template, $visit_key).
+const IDEMPOTENCY_KEY = /^[\w.:-]{1,128}$/;
 
 function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(header)) {
-    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'");
+    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.', ':' or '-'");
   }
   return header;
 }

@@ -6,6 +6,8 @@
 #   RATE_LIMIT=on|off     off: no rate limits (load tests from one address)
 #   TRUSTED_PROXIES="…"   addresses/CIDRs whose X-Forwarded-For/-Proto are believed
 #   PUBLIC_HTTPS_PORT=443 where clients reach HTTPS, for the redirect from HTTP
+#   PUBLIC_HOST=localhost the host name clients use: the redirect names it, and a request
+#                         for any other host than it, localhost or 127.0.0.1 gets a 421
 set -eu
 
 out=/etc/nginx/conf.d/settings.conf
@@ -22,6 +24,11 @@ case "$port" in
   '' | *[!0-9]*) problem "PUBLIC_HTTPS_PORT must be a port number, got '$port'" ;;
   *) [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || problem "PUBLIC_HTTPS_PORT must be 1-65535, got '$port'" ;;
 esac
+# Host names are case-insensitive; nginx's $host is lower case.
+public_host=$(printf '%s' "${PUBLIC_HOST:-localhost}" | tr '[:upper:]' '[:lower:]')
+label='[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
+printf '%s\n' "$public_host" | grep -Eqx "($label\.)*$label" && [ ${#public_host} -le 253 ] ||
+  problem "PUBLIC_HOST must be a host name such as example.com (letters, digits, '-' and '.'), got '${PUBLIC_HOST:-}'"
 proxies=$(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' ')
 # No file name expansion of the entries ("*" stays "*").
 set -f
@@ -49,11 +56,23 @@ fi
   else
     echo 'map $remote_addr $rate_limit_key { default ""; }'
   fi
+  # The one origin the redirects to HTTPS name: never the request's Host.
   if [ "$port" = 443 ]; then
-    echo 'map $host $https_port_suffix { default ""; }'
+    echo "map \$host \$public_https_origin { default \"https://$public_host\"; }"
   else
-    echo "map \$host \$https_port_suffix { default \":$port\"; }"
+    echo "map \$host \$public_https_origin { default \"https://$public_host:$port\"; }"
   fi
+  # The hosts this edge serves (snippets/served-hosts.conf refuses the others): the public
+  # one, and the loopback names of the quick start and the container's own health check.
+  echo 'map $host $served_host {'
+  echo "    default 0;"
+  served=""
+  for name in localhost 127.0.0.1 "$public_host"; do
+    case " $served " in *" $name "*) continue ;; esac
+    served="$served $name"
+    echo "    $name 1;"
+  done
+  echo "}"
   if [ -n "$proxies" ]; then
     # The client address is the last one these proxies added to X-Forwarded-For, and
     # their X-Forwarded-Proto is passed on; from anyone else both are ignored.
@@ -77,4 +96,4 @@ fi
     echo "include /etc/nginx/site/http.conf;"
   fi
 } > "$out"
-echo "$0: TLS=$tls RATE_LIMIT=$rate_limit TRUSTED_PROXIES='${proxies}'"
+echo "$0: TLS=$tls RATE_LIMIT=$rate_limit PUBLIC_HOST=$public_host TRUSTED_PROXIES='${proxies}'"
