@@ -6,6 +6,7 @@ import { ComposeProject } from "./support/compose.ts";
 
 interface Service {
   image?: string;
+  networks?: Record<string, unknown>;
   ports?: unknown[];
   volumes?: { type: string; source?: string }[];
   healthcheck?: { test?: string[]; disable?: boolean };
@@ -23,7 +24,10 @@ interface Service {
   secrets?: unknown[];
 }
 
-async function resolvedConfig(files: string[]): Promise<{ services: Record<string, Service> }> {
+async function resolvedConfig(files: string[]): Promise<{
+  services: Record<string, Service>;
+  networks: Record<string, { internal?: boolean }>;
+}> {
   const project = new ComposeProject({ files });
   return JSON.parse(await project.compose(["config", "--format", "json"]));
 }
@@ -44,13 +48,19 @@ describe("compose files", () => {
       "cache",
       "counter",
       "db",
+      "db-setup",
       "frontend",
     ]);
   });
 
   describe("production", async () => {
-    const { services } = await resolvedConfig(["docker-compose.yml", "docker-compose.prod.yml"]);
+    const { services, networks } = await resolvedConfig([
+      "docker-compose.yml",
+      "docker-compose.prod.yml",
+    ]);
     const entries = Object.entries(services);
+    // db-setup runs once per `up` and exits: no health to check, nothing to restart.
+    const ONE_SHOT = new Set(["db-setup"]);
 
     it("has no bind mounts", () => {
       for (const [name, service] of entries) {
@@ -71,8 +81,17 @@ describe("compose files", () => {
       const secretNames = (service: Service | undefined) =>
         (service?.secrets as { source: string }[] | undefined)?.map((s) => s.source).sort();
       expect(secretNames(services.frontend)).toEqual(["tls_certificate", "tls_key"]);
-      expect(secretNames(services.counter)).toEqual(["postgres_password", "redis_password"]);
+      expect(secretNames(services.counter)).toEqual([
+        "postgres_counter_password",
+        "redis_password",
+      ]);
       expect(secretNames(services.db)).toEqual(["postgres_password"]);
+      expect(secretNames(services["db-setup"])).toEqual([
+        "postgres_backup_password",
+        "postgres_counter_password",
+        "postgres_monitoring_password",
+        "postgres_password",
+      ]);
       expect(secretNames(services.cache)).toEqual(["redis_password"]);
       for (const [name, service] of entries) {
         for (const key of Object.keys(service.environment ?? {})) {
@@ -83,12 +102,15 @@ describe("compose files", () => {
 
     it("hardens every service", () => {
       for (const [name, service] of entries) {
-        expect(service.healthcheck?.test, `${name} healthcheck`).toBeDefined();
-        expect(service.healthcheck?.disable, name).toBeFalsy();
+        if (ONE_SHOT.has(name)) expect(service.restart, name).toBe("no");
+        else {
+          expect(service.healthcheck?.test, `${name} healthcheck`).toBeDefined();
+          expect(service.healthcheck?.disable, name).toBeFalsy();
+          expect(service.restart, name).toBe("unless-stopped");
+        }
         expect(service.read_only, `${name} read_only`).toBe(true);
         expect(service.cap_drop, `${name} cap_drop`).toEqual(["ALL"]);
         expect(service.security_opt, name).toContain("no-new-privileges:true");
-        expect(service.restart, name).toBe("unless-stopped");
         expect(service.logging?.options?.["max-size"], `${name} log rotation`).toBeDefined();
         const limits = service.deploy?.resources?.limits;
         expect(limits?.cpus, `${name} cpus`).toBeDefined();
@@ -99,7 +121,7 @@ describe("compose files", () => {
 
     it("runs no service as root", () => {
       // The Node images set USER node themselves; the others are set here.
-      for (const name of ["frontend", "db", "cache"]) {
+      for (const name of ["frontend", "db", "db-setup", "cache"]) {
         expect(services[name]?.user, name).toMatch(/^[1-9]\d*:[1-9]\d*$/);
       }
     });
@@ -116,9 +138,29 @@ describe("compose files", () => {
       expect(services.db?.environment?.POSTGRES_PASSWORD_FILE).toBe(
         "/run/secrets/postgres_password",
       );
+      // The counter logs in as its own role: the superuser's password reaches no app.
       expect(services.counter?.environment?.POSTGRES_PASSWORD_FILE).toBe(
-        "/run/secrets/postgres_password",
+        "/run/secrets/postgres_counter_password",
       );
+      expect(services.counter?.environment?.POSTGRES_USER).toBe("counter");
+      const superuserSecret = entries
+        .filter(([, service]) =>
+          (service.secrets as { source: string }[] | undefined)?.some(
+            (secret) => secret.source === "postgres_password",
+          ),
+        )
+        .map(([name]) => name);
+      expect(superuserSecret.sort()).toEqual(["db", "db-setup"]);
+    });
+
+    it("gives only the frontend a network with a route out", () => {
+      const routed = Object.keys(networks).filter((name) => !networks[name]?.internal);
+      expect(routed).toEqual(["edge"]);
+      for (const [name, service] of entries) {
+        const joined = Object.keys(service.networks ?? {});
+        if (name === "frontend") expect(joined.sort()).toEqual(["edge", "front"]);
+        else expect(joined, name).not.toContain("edge");
+      }
     });
   });
 });

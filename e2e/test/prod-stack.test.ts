@@ -37,8 +37,8 @@ const httpUrl = `http://localhost:${httpPort}`;
 let pki: TestPki;
 let client: TrustingClient;
 /** Every secret value, none of which may show in `docker inspect` or `docker history`. */
-const secrets: { postgres: string; redis: string; tlsKeyLines: string[] } = {
-  postgres: "",
+const secrets: { postgres: string[]; redis: string; tlsKeyLines: string[] } = {
+  postgres: [],
   redis: "",
   tlsKeyLines: [],
 };
@@ -61,13 +61,19 @@ beforeAll(async () => {
   await writeFile(join(dir, "tls_key.pem"), pki.serverKey, { mode: 0o600 });
   // Keeps the certificate and key, creates the passwords, sets the modes.
   await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
-  secrets.postgres = (await readFile(join(dir, "postgres_password.txt"), "utf8")).trim();
+  // The superuser's, and those of the counter, monitoring and backup roles.
+  secrets.postgres = await Promise.all(
+    ["", "_counter", "_monitoring", "_backup"].map(async (role) =>
+      (await readFile(join(dir, `postgres${role}_password.txt`), "utf8")).trim(),
+    ),
+  );
   secrets.redis = (await readFile(join(dir, "redis_password.txt"), "utf8")).trim();
   // The key's base64 lines (the header lines are not secret).
   secrets.tlsKeyLines = pki.serverKey
     .split("\n")
     .filter((line) => line.length > 0 && !line.startsWith("-----"));
-  expect(secrets.postgres.length).toBeGreaterThan(20);
+  for (const password of secrets.postgres) expect(password.length).toBeGreaterThan(20);
+  expect(new Set(secrets.postgres).size).toBe(4);
   expect(secrets.redis.length).toBeGreaterThan(20);
   expect(secrets.tlsKeyLines.length).toBeGreaterThan(0);
   await stack.up();
@@ -166,7 +172,7 @@ describe("production stack", () => {
   });
 
   it("keeps the secrets out of container configurations and image layers", async () => {
-    const values = [secrets.postgres, secrets.redis, ...secrets.tlsKeyLines];
+    const values = [...secrets.postgres, secrets.redis, ...secrets.tlsKeyLines];
     for (const { id, service } of await containers()) {
       // The whole configuration: environment, command, labels, mounts.
       const { stdout: inspect } = await run("docker", ["inspect", id]);
@@ -435,5 +441,98 @@ describe("production stack", () => {
     await stack.up();
     await client.reconnect();
     expect((await post("/api/visits")).count).toBe(1);
+  });
+});
+
+describe("production stack boundaries", () => {
+  it("connects the counter as a role that cannot run programs, create roles or administer", async () => {
+    // The counter's own connection settings, password file included, from inside it.
+    const probe = `
+      const pg = require("pg");
+      const password = require("node:fs").readFileSync(process.env.POSTGRES_PASSWORD_FILE, "utf8").trim();
+      const client = new pg.Client({ host: process.env.POSTGRES_HOST, user: process.env.POSTGRES_USER,
+        database: process.env.POSTGRES_DB, password });
+      const attempt = (sql) => client.query(sql).then(() => "allowed", (error) => error.message);
+      client.connect().then(async () => {
+        const role = (await client.query(
+          "SELECT current_user AS name, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user")).rows[0];
+        const copy = await attempt("COPY (SELECT 1) TO PROGRAM 'id'");
+        const createRole = await attempt("CREATE ROLE intruder LOGIN");
+        const alterSystem = await attempt("ALTER SYSTEM SET log_statement = 'all'");
+        const ownTable = await attempt("SELECT count FROM visit_counts");
+        console.log(JSON.stringify({ role, copy, createRole, alterSystem, ownTable }));
+        await client.end();
+      });`;
+    const result = JSON.parse(
+      await dockerExec(await container("counter"), ["node", "-e", probe]),
+    ) as Record<string, unknown>;
+    expect(result.role).toEqual({
+      name: "counter",
+      rolsuper: false,
+      rolcreaterole: false,
+      rolcreatedb: false,
+    });
+    expect(result.copy).toMatch(/permission denied/);
+    expect(result.createRole).toMatch(/permission denied/);
+    expect(result.alterSystem).toMatch(/permission denied/);
+    expect(result.ownTable).toBe("allowed");
+  });
+
+  it("gives backend and counter no default route: only the frontend has a way out", async () => {
+    // The kernel's routing table: a default route is destination 00000000.
+    const defaultRoute = (id: string) =>
+      dockerExec(id, ["sh", "-c", "awk 'NR > 1 && $2 == \"00000000\"' /proc/net/route"]);
+    for (const { id, service } of await containers()) {
+      if (service === "frontend") expect(await defaultRoute(id), service).not.toBe("");
+      else expect(await defaultRoute(id), service).toBe("");
+    }
+  });
+
+  /** A visit from another client: a container on the frontend's network, another address. */
+  async function visitFromElsewhere(key: string): Promise<{ count: number; replayed: boolean }> {
+    const script = `
+      const req = require("node:https").request({ host: "frontend", port: 8443, path: "/api/visits",
+        method: "POST", ca: process.env.CA, servername: "localhost",
+        headers: { Host: "localhost", "Idempotency-Key": process.env.KEY } }, (res) => {
+        let body = ""; res.on("data", (c) => (body += c));
+        res.on("end", () => console.log(JSON.stringify({ status: res.statusCode,
+          replayed: res.headers["idempotent-replayed"] === "true", ...JSON.parse(body) })));
+      });
+      req.end();`;
+    const { stdout } = await run("docker", [
+      ...["run", "--rm", "--network", `${stack.name}_edge`],
+      ...["--env", `CA=${pki.caCertificate}`, "--env", `KEY=${key}`],
+      process.env.NODE_IMAGE ?? "node:24-trixie-slim",
+      ...["node", "-e", script],
+    ]);
+    const answer = JSON.parse(stdout) as { status: number; count: number; replayed: boolean };
+    expect(answer.status).toBe(200);
+    return answer;
+  }
+
+  async function visit(headers: Record<string, string> = {}) {
+    const res = await get("/api/visits", { method: "POST", headers });
+    expect(res.status).toBe(200);
+    const { count } = (await res.json()) as { count: number };
+    return { count, replayed: res.headers.get("idempotent-replayed") === "true", res };
+  }
+
+  it("replays a keyed visit to the client that sent it, never to another client", async () => {
+    const key = `replay-${Date.now()}`;
+    const first = await visit({ "Idempotency-Key": key });
+    const retry = await visit({ "Idempotency-Key": key });
+    expect(retry).toMatchObject({ count: first.count, replayed: true });
+    const elsewhere = await visitFromElsewhere(key);
+    expect(elsewhere.replayed).toBe(false);
+    expect(elsewhere.count).not.toBe(first.count);
+  });
+
+  it("never takes a response's X-Request-Id back as the key of that visit", async () => {
+    const first = await visit();
+    const id = first.res.headers.get("x-request-id") ?? "";
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    const replay = await visit({ "Idempotency-Key": id });
+    expect(replay.replayed).toBe(false);
+    expect(replay.count).toBeGreaterThan(first.count);
   });
 });

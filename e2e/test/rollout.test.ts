@@ -1,11 +1,17 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, freePorts, postgresCount } from "./support/compose.ts";
+import {
+  ComposeProject,
+  freePorts,
+  postgresCount,
+  waitForBothBackendReplicas,
+} from "./support/compose.ts";
 import { describeFailures, failures, type StreamRecord, startStream } from "./support/stream.ts";
 import { makeTestPki } from "./support/tls.ts";
 
@@ -46,6 +52,15 @@ afterAll(async () => {
   await stack.destroy();
 });
 
+/** The environment a user runs infra/rollout.sh with: the project and files, and `extra`. */
+const rolloutEnv = (extra: Record<string, string> = {}) => ({
+  ...process.env,
+  ...stack.environment(),
+  ...extra,
+  COMPOSE_PROJECT_NAME: stack.name,
+  COMPOSE_FILE: FILES.join(":"),
+});
+
 /**
  * infra/rollout.sh as a user runs it: plain `docker compose`, the project and files from
  * COMPOSE_PROJECT_NAME and COMPOSE_FILE. Resolves to its exit code and output.
@@ -55,13 +70,7 @@ async function rollout(args: string[], extra: Record<string, string> = {}) {
   try {
     const { stderr } = await run("bash", ["infra/rollout.sh", ...args], {
       cwd: stack.directory,
-      env: {
-        ...process.env,
-        ...stack.environment(),
-        ...extra,
-        COMPOSE_PROJECT_NAME: stack.name,
-        COMPOSE_FILE: FILES.join(":"),
-      },
+      env: rolloutEnv(extra),
       timeout: 600_000,
     });
     return { code: 0, output: stderr, seconds: (performance.now() - started) / 1000 };
@@ -191,5 +200,104 @@ describe("rolling update (infra/rollout.sh)", () => {
     const counted = (await postgresCount(stack)) - before;
     expect(counted).toBeGreaterThanOrEqual(visits.length);
     expect(counted).toBeLessThanOrEqual(visits.length + failed);
+  });
+});
+
+/** A service's containers, running or not: their ids, sorted. */
+async function containerIds(service: string): Promise<string[]> {
+  const ids = await stack.compose(["ps", "--all", "--quiet", service]);
+  return ids.trim().split("\n").filter(Boolean).sort();
+}
+
+/**
+ * infra/rollout.sh as a terminal runs it, in a process group of its own; once its output
+ * matches `at`, SIGINT goes to the whole group, as Ctrl-C sends it to every process of
+ * the job (docker compose and docker included). Resolves to its exit code and output.
+ */
+function interruptedRollout(args: string[], at: RegExp) {
+  const child = spawn("bash", ["infra/rollout.sh", ...args], {
+    cwd: stack.directory,
+    env: rolloutEnv(),
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let output = "";
+  let interrupted = false;
+  child.stderr.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+    if (!interrupted && at.test(output) && child.pid !== undefined) {
+      interrupted = true;
+      process.kill(-child.pid, "SIGINT");
+    }
+  });
+  return new Promise<{ code: number | null; output: string; interrupted: boolean }>((resolve) =>
+    child.on("close", (code) => resolve({ code, output, interrupted })),
+  );
+}
+
+describe("rollout.sh when something goes wrong", () => {
+  const get = (address: string) => fetch(address, { dispatcher });
+
+  /** Two replicas of each Node service, and both backend replicas answering through Nginx. */
+  async function expectOneCompleteSet(): Promise<void> {
+    expect(await containerIds("backend")).toHaveLength(2);
+    expect(await containerIds("counter")).toHaveLength(2);
+    await waitForBothBackendReplicas(url, get);
+    expect((await get(`${url}/api/visits`)).status).toBe(200);
+  }
+
+  it("refuses a ROLLOUT_TIMEOUT that is not digits before anything starts", async () => {
+    const before = await containerIds("backend");
+    // "x" was arithmetic on an unset variable: an abort after the scale-up, both sets left
+    // running. The second ran a command of the caller's choosing.
+    for (const value of ["x", "BASH_VERSINFO[$(touch injected)0]+60", "1e3", "0"]) {
+      const result = await rollout(["--no-build", "backend"], { ROLLOUT_TIMEOUT: value });
+      expect(result.code, value).toBe(2);
+      expect(result.output, value).toContain("ROLLOUT_TIMEOUT must be a number of seconds");
+    }
+    expect(existsSync(join(stack.directory, "injected"))).toBe(false);
+    expect(await containerIds("backend")).toEqual(before);
+  });
+
+  it("stops at a build that fails, naming the step; nothing that runs changes", async () => {
+    const before = await containerIds("backend");
+    const path = join(stack.directory, MESSAGE_SOURCE);
+    const source = await readFile(path, "utf8");
+    await writeFile(path, `${source}export const broken: number = "a type error";\n`);
+    try {
+      let result: Awaited<ReturnType<typeof rollout>> | undefined;
+      const records = await underStream(async () => {
+        result = await rollout(["backend"]);
+      });
+      expect(result?.code, result?.output).toBe(1);
+      expect(result?.output).toMatch(/failed while building backend/);
+      expect(result?.output).not.toMatch(/all done/);
+      expect(failures(records).length, await explain(records)).toBe(0);
+      expect(await containerIds("backend")).toEqual(before);
+    } finally {
+      await writeFile(path, source);
+    }
+  });
+
+  // Each phase of a service's rollout, and which set must serve after Ctrl-C in it.
+  it.each([
+    ["the build", /backend: building/, "old"],
+    ["the start of the new containers", /backend: starting \d+ new/, "old"],
+    ["the wait for them to become healthy", /backend: waiting for \d+ new/, "old"],
+    ["the retirement of the old ones", /backend: new container\(s\) healthy/, "new"],
+  ] as const)("leaves exactly one complete set after Ctrl-C in %s", async (_phase, at, kept) => {
+    const before = await containerIds("backend");
+    let result: Awaited<ReturnType<typeof interruptedRollout>> | undefined;
+    const records = await underStream(async () => {
+      result = await interruptedRollout(["backend"], at);
+    });
+    console.info(`Ctrl-C at ${at}: exit ${result?.code}, ${describeFailures(records)} failed`);
+    expect(result?.interrupted, result?.output).toBe(true);
+    expect(result?.code, result?.output).toBe(130);
+    expect(failures(records).length, await explain(records)).toBe(0);
+    const after = await containerIds("backend");
+    if (kept === "old") expect(after).toEqual(before);
+    else expect(after.filter((id) => before.includes(id))).toEqual([]);
+    await expectOneCompleteSet();
   });
 });

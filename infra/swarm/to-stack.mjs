@@ -2,9 +2,9 @@
 // `docker stack deploy` accepts. Compose and Swarm read the same Compose
 // Specification, but the Swarm loader (docker stack) still validates against the
 // older v3 schema: it rejects `depends_on` conditions and the top-level `name`,
-// and has no use for `build`; Swarm also ignores `tmpfs`. Everything else (images,
-// replicas, limits, healthchecks, networks, volumes, configs, secrets) passes
-// through unchanged.
+// and has no use for `build`; Swarm also ignores `tmpfs`, and runs a one-shot service
+// as a job. Everything else (images, replicas, limits, healthchecks, networks, volumes,
+// configs, secrets) passes through unchanged.
 //
 //   docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
 //     | node infra/swarm/to-stack.mjs | docker stack deploy -c - visit-counter
@@ -61,6 +61,9 @@ export function toStack(compose) {
         return { ...port, published: Number(port.published) };
       });
       if (!converted.ports) delete converted.ports;
+      // A one-shot (db-setup: `restart: "no"`, and `depends_on` is dropped) becomes a
+      // Swarm job: run until it has exited 0 once, retried while db is not up yet.
+      if (service.restart === "no") converted.deploy = { ...service.deploy, mode: "replicated-job" };
       delete converted.tmpfs;
       converted.volumes = tmpfsAsVolumes(service);
       if (converted.volumes.length === 0) delete converted.volumes;

@@ -67,7 +67,10 @@ const IDEMPOTENCY_KEY = /^[\w.:-]{1,128}$/;
 function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(header)) {
-    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.', ':' or '-'");
+    throw new HttpError(
+      400,
+      "Idempotency-Key must be 1 to 128 letters, digits, '_', '.', ':' or '-'",
+    );
   }
   return header;
 }

@@ -4,7 +4,7 @@
 // The counter behind it is a fake that answers each visit with the key and request id
 // it received.
 import { execFile as execFileCallback } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -136,6 +136,13 @@ afterAll(async () => {
 describe("served hosts (PUBLIC_HOST)", () => {
   let plain: { http: number };
   let tls: { http: number; https: number };
+  /** Every listener: plain HTTP, the TLS frontend's redirecting HTTP port and its HTTPS. */
+  const listeners = () =>
+    [
+      [plain.http, false],
+      [tls.http, false],
+      [tls.https, true],
+    ] as const;
 
   beforeAll(async () => {
     [plain, tls] = await Promise.all([
@@ -167,11 +174,7 @@ describe("served hosts (PUBLIC_HOST)", () => {
   });
 
   it("refuses a foreign Host with a plain-text 421 on every listener, never naming it", async () => {
-    for (const [port, secure] of [
-      [plain.http, false],
-      [tls.http, false],
-      [tls.https, true],
-    ] as const) {
+    for (const [port, secure] of listeners()) {
       const answer = await raw(port, get("/api/visits", "evil.example"), secure);
       expect(answer.status, `${port}`).toBe(421);
       expect(answer.headers["content-type"]).toBe("text/plain");
@@ -183,11 +186,7 @@ describe("served hosts (PUBLIC_HOST)", () => {
 
   it("refuses an absolute-form URI for a foreign host, whatever the Host header says", async () => {
     const request = `GET http://evil.example/x HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nConnection: close\r\n\r\n`;
-    for (const [port, secure] of [
-      [plain.http, false],
-      [tls.http, false],
-      [tls.https, true],
-    ] as const) {
+    for (const [port, secure] of listeners()) {
       const answer = await raw(port, request, secure);
       expect(answer.status, `${port}`).toBe(421);
       expect(answer.headers.location).toBeUndefined();
@@ -195,11 +194,7 @@ describe("served hosts (PUBLIC_HOST)", () => {
   });
 
   it("refuses HTTP/1.0 without a Host (no redirect to https://_)", async () => {
-    for (const [port, secure] of [
-      [plain.http, false],
-      [tls.http, false],
-      [tls.https, true],
-    ] as const) {
+    for (const [port, secure] of listeners()) {
       const answer = await raw(port, "GET / HTTP/1.0\r\n\r\n", secure);
       expect(answer.status, `${port}`).toBe(421);
       expect(answer.headers.location).toBeUndefined();
