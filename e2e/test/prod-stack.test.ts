@@ -290,6 +290,9 @@ describe("production stack", () => {
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     for (const file of [
       "postgres_password.txt",
+      "postgres_counter_password.txt",
+      "postgres_monitoring_password.txt",
+      "postgres_backup_password.txt",
       "redis_password.txt",
       "tls_certificate.pem",
       "tls_key.pem",
