@@ -31,9 +31,13 @@ const MIGRATION_LOCK_KEY = 727_001;
 // Named: each connection prepares it once, and later calls skip parsing and planning.
 const COUNT = {
   name: "count_visits",
-  text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3)",
+  text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4)",
 };
 const READ = { name: "read_count", text: "SELECT count FROM visit_counts WHERE id = $1" };
+
+// What a lost database looks like to a batch (the volume was replaced, the data is new):
+// undefined_table, undefined_function, and count_visits' own no_data_found.
+const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
 
 // At most `$3` expired keys per call, skipping rows another replica is deleting.
 const DELETE_EXPIRED = `
@@ -76,8 +80,9 @@ export class PostgresStore {
   }
 
   /**
-   * Creates the tables and the counter's row, once per process. A failure is not
-   * remembered: the app starts while PostgreSQL is down and migrates on first use.
+   * Creates the tables and the counter's row, once, and again after a statement finds
+   * them gone. A failure is not remembered: the app starts while PostgreSQL is down and
+   * migrates on first use.
    */
   ensureSchema(): Promise<void> {
     const migrate = async (client: pg.PoolClient) => {
@@ -112,17 +117,21 @@ export class PostgresStore {
   countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number): Promise<CountedBatch> {
     const distinct = [...new Set(keys.filter((key) => key !== undefined))];
     const anonymous = keys.length - keys.filter((key) => key !== undefined).length;
+    const started = Date.now();
     return this.#withClient(timeoutMs, async (client) => {
+      // No lock is waited for past the deadline that is left.
+      const left = Math.max(1, timeoutMs - (Date.now() - started));
       const { rows } = await client.query<{
         key: string | null;
         number: string;
         replayed: boolean;
-      }>({ ...COUNT, values: [this.#id, distinct, anonymous] });
+      }>({ ...COUNT, values: [this.#id, distinct, anonymous, left] });
       const total = Number(rows.find((row) => row.key === null)?.number);
       if (!Number.isSafeInteger(total)) throw new Error("postgres: count_visits gave no count");
-      const byKey = new Map(rows.map((row) => [row.key, row]));
+      const byKey = new Map(rows.filter((row) => row.key !== null).map((row) => [row.key, row]));
+      if (byKey.size !== distinct.length) throw new Error("postgres: a key came back twice");
       // The anonymous visits have the start of the new range, in the order they came.
-      let next = total - (distinct.length - rows.filter((row) => row.replayed).length) - anonymous;
+      let next = total - rows.filter((row) => row.key !== null && !row.replayed).length - anonymous;
       const seen = new Set<string>();
       const visits = keys.map((key) => {
         if (key === undefined) return { count: ++next, replayed: false };
@@ -140,7 +149,10 @@ export class PostgresStore {
     return this.#withClient(this.#timeoutMs, async (client) => {
       const { rows } = await client.query<{ count: string }>({ ...READ, values: [this.#id] });
       const count = Number(rows[0]?.count);
-      if (!Number.isSafeInteger(count)) throw new Error(`postgres: counter ${this.#id} missing`);
+      if (!Number.isSafeInteger(count)) {
+        this.#schemaReady = undefined; // the row is gone: create it again
+        throw new Error(`postgres: counter ${this.#id} missing`);
+      }
       return count;
     });
   }
@@ -151,10 +163,6 @@ export class PostgresStore {
       client.query(DELETE_EXPIRED, [this.#id, ttlSeconds, limit]),
     );
     return result.rowCount ?? 0;
-  }
-
-  async ping(): Promise<void> {
-    await this.#withClient(this.#timeoutMs, (client) => client.query("SELECT 1"));
   }
 
   close(): Promise<void> {
@@ -196,6 +204,11 @@ export class PostgresStore {
       return result;
     } catch (error) {
       client.release(error instanceof Error ? error : true);
+      const code = (error as { code?: string }).code;
+      if (migrateFirst && code !== undefined && SCHEMA_MISSING.has(code)) {
+        this.#logger.warn({ err: error }, "postgres: schema missing; creating it again");
+        this.#schemaReady = undefined;
+      }
       throw error;
     }
   }
