@@ -14,6 +14,19 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 const SKIP =
   /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$/;
 
+/**
+ * A throwaway copy of the repository in a new temporary directory (without SKIP's
+ * files), for a test that edits sources or creates secrets. The caller removes it.
+ */
+export async function copyRepository(prefix: string): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  await cp(REPO_ROOT, directory, {
+    recursive: true,
+    filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
+  });
+  return directory;
+}
+
 export interface ComposeOptions {
   /** Compose files, relative to the project directory, in merge order. */
   files: string[];
@@ -40,13 +53,7 @@ export class ComposeProject {
   }
 
   async prepare(): Promise<this> {
-    if (this.#options.copyRepo) {
-      this.directory = await mkdtemp(join(tmpdir(), `${this.name}-`));
-      await cp(REPO_ROOT, this.directory, {
-        recursive: true,
-        filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
-      });
-    }
+    if (this.#options.copyRepo) this.directory = await copyRepository(this.name);
     return this;
   }
 
