@@ -6,7 +6,7 @@ import {
   methodNotAllowed,
   type ReadinessCheck,
 } from "@app/server";
-import { CounterUnavailableError, type VisitCounter } from "./visit-counter.ts";
+import type { VisitCounter } from "./visit-counter.ts";
 
 export interface CounterAppOptions {
   counter: Pick<VisitCounter, "increment" | "current">;
@@ -26,13 +26,13 @@ export function createCounterApp(options: CounterAppOptions): Express {
         .route("/visits")
         .post(async (req, res) => {
           const key = idempotencyKey(req.get("Idempotency-Key"));
-          const visit = await orUnavailable(counter.increment(key));
+          const visit = await counter.increment(key);
           // The answer to a retry is the first attempt's, and says so.
           if (visit.replayed) res.set("Idempotent-Replayed", "true");
           res.json({ count: visit.count });
         })
         .get(async (_req, res) => {
-          const reading = await orUnavailable(counter.current());
+          const reading = await counter.current();
           // Whether the count came from Redis (hit) or PostgreSQL (miss): watch cache-aside work.
           res.set("X-Cache", reading.cache);
           res.json({ count: reading.count });
@@ -52,13 +52,4 @@ function idempotencyKey(header: string | undefined): string | undefined {
     throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'");
   }
   return header;
-}
-
-async function orUnavailable<T>(result: Promise<T>): Promise<T> {
-  try {
-    return await result;
-  } catch (error) {
-    if (error instanceof CounterUnavailableError) throw new HttpError(503, error.message);
-    throw error;
-  }
 }

@@ -1,16 +1,20 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
+import type { CounterConfig } from "./config.ts";
 import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
 
-export interface PostgresOptions {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** The longest a statement, or the wait for a connection, may take. */
-  timeoutMs: number;
-}
+/** What the store reads of the config. */
+export type PostgresConfig = Pick<
+  CounterConfig,
+  | "COUNTER_ID"
+  | "POSTGRES_HOST"
+  | "POSTGRES_PORT"
+  | "POSTGRES_USER"
+  | "POSTGRES_PASSWORD"
+  | "POSTGRES_DB"
+  | "POSTGRES_TIMEOUT_MS"
+  | "IDEMPOTENCY_KEY_TTL_SECONDS"
+>;
 
 /** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
 export interface Increment {
@@ -31,14 +35,6 @@ const MIGRATION_LOCK_KEY = 727_001;
 // new): undefined_table, undefined_function, and count_visits' own no_data_found.
 const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
 
-// At most `$3` expired keys per call, skipping rows another replica is deleting.
-const DELETE_EXPIRED = `
-  DELETE FROM visit_requests WHERE ctid IN (
-    SELECT ctid FROM visit_requests
-    WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)
-    ORDER BY created_at LIMIT $3
-    FOR UPDATE SKIP LOCKED)`;
-
 /**
  * The counter's only source of numbers: one row per counter in `visit_counts`. Every
  * statement has a deadline on both sides: the client gives up on its answer
@@ -49,15 +45,21 @@ const DELETE_EXPIRED = `
 export class PostgresStore {
   readonly pool: pg.Pool;
   readonly #id: string;
+  readonly #keyTtlSeconds: number;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
 
-  constructor(id: string, options: PostgresOptions, logger: Logger) {
-    const { timeoutMs, ...connection } = options;
-    this.#id = id;
+  constructor(config: PostgresConfig, logger: Logger) {
+    const timeoutMs = config.POSTGRES_TIMEOUT_MS;
+    this.#id = config.COUNTER_ID;
+    this.#keyTtlSeconds = config.IDEMPOTENCY_KEY_TTL_SECONDS;
     this.#logger = logger;
     this.pool = new pg.Pool({
-      ...connection,
+      host: config.POSTGRES_HOST,
+      port: config.POSTGRES_PORT,
+      user: config.POSTGRES_USER,
+      password: config.POSTGRES_PASSWORD,
+      database: config.POSTGRES_DB,
       max: 10,
       connectionTimeoutMillis: timeoutMs,
       query_timeout: timeoutMs,
@@ -125,8 +127,8 @@ export class PostgresStore {
     const { rows } = await this.#query<{ key: string | null; number: string; replayed: boolean }>({
       // Named: each connection prepares it once, then skips parsing and planning.
       name: "count_visits",
-      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4)",
-      values: [this.#id, distinct, anonymous, timeoutMs],
+      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4, $5)",
+      values: [this.#id, distinct, anonymous, timeoutMs, this.#keyTtlSeconds],
       query_timeout: timeoutMs,
     });
     const total = Number(rows.find((row) => row.key === null)?.number);
@@ -159,15 +161,6 @@ export class PostgresStore {
       throw new Error(`postgres: counter ${this.#id} missing`);
     }
     return count;
-  }
-
-  /** Deletes at most `limit` of the keys older than `ttlSeconds`; returns how many. */
-  async deleteExpiredKeys(ttlSeconds: number, limit: number): Promise<number> {
-    const result = await this.#query({
-      text: DELETE_EXPIRED,
-      values: [this.#id, ttlSeconds, limit],
-    });
-    return result.rowCount ?? 0;
   }
 
   close(): Promise<void> {
