@@ -19,7 +19,6 @@ const counter = new VisitCounter({ config, postgres, cache, logger });
 postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
-cache.connect();
 
 const app = createCounterApp({
   counter,

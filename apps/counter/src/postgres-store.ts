@@ -3,29 +3,10 @@ import pg from "pg";
 import type { CounterConfig } from "./config.ts";
 import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
 
-/** What the store reads of the config. */
-export type PostgresConfig = Pick<
-  CounterConfig,
-  | "COUNTER_ID"
-  | "POSTGRES_HOST"
-  | "POSTGRES_PORT"
-  | "POSTGRES_USER"
-  | "POSTGRES_PASSWORD"
-  | "POSTGRES_DB"
-  | "POSTGRES_TIMEOUT_MS"
-  | "IDEMPOTENCY_KEY_TTL_SECONDS"
->;
-
 /** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
 export interface Increment {
   count: number;
   replayed: boolean;
-}
-
-/** A committed batch: each visit's number, in order, and the counter's count after it. */
-export interface CountedBatch {
-  visits: Increment[];
-  count: number;
 }
 
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
@@ -44,15 +25,13 @@ const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
  */
 export class PostgresStore {
   readonly pool: pg.Pool;
-  readonly #id: string;
-  readonly #keyTtlSeconds: number;
+  readonly #config: CounterConfig;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
 
-  constructor(config: PostgresConfig, logger: Logger) {
+  constructor(config: CounterConfig, logger: Logger) {
     const timeoutMs = config.POSTGRES_TIMEOUT_MS;
-    this.#id = config.COUNTER_ID;
-    this.#keyTtlSeconds = config.IDEMPOTENCY_KEY_TTL_SECONDS;
+    this.#config = config;
     this.#logger = logger;
     this.pool = new pg.Pool({
       host: config.POSTGRES_HOST,
@@ -101,7 +80,7 @@ export class PostgresStore {
       await client.query(
         `INSERT INTO visit_counts (id, count) SELECT $1, 0
          WHERE NOT EXISTS (SELECT 1 FROM visit_counts WHERE id = $1)`,
-        [this.#id],
+        [this.#config.COUNTER_ID],
       );
       await client.query("COMMIT");
       client.release();
@@ -114,21 +93,27 @@ export class PostgresStore {
 
   /**
    * Counts a batch of visits in one transaction and returns each visit's number, in
-   * order, and the count after the batch. `keys[i]` is visit i's Idempotency-Key, if
+   * order, and the counter's count after the batch. `keys[i]` is visit i's Idempotency-Key, if
    * any: a key counted before (or earlier in this batch) gets its number back,
    * `replayed`. Resolves only after the commit, within `timeoutMs` or not at all.
    */
   async countBatch(
     keys: ReadonlyArray<string | undefined>,
     timeoutMs: number,
-  ): Promise<CountedBatch> {
+  ): Promise<{ visits: Increment[]; count: number }> {
     const distinct = [...new Set(keys.filter((key) => key !== undefined))];
     const anonymous = keys.length - keys.filter((key) => key !== undefined).length;
     const { rows } = await this.#query<{ key: string | null; number: string; replayed: boolean }>({
       // Named: each connection prepares it once, then skips parsing and planning.
       name: "count_visits",
       text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4, $5)",
-      values: [this.#id, distinct, anonymous, timeoutMs, this.#keyTtlSeconds],
+      values: [
+        this.#config.COUNTER_ID,
+        distinct,
+        anonymous,
+        timeoutMs,
+        this.#config.IDEMPOTENCY_KEY_TTL_SECONDS,
+      ],
       query_timeout: timeoutMs,
     });
     const total = Number(rows.find((row) => row.key === null)?.number);
@@ -153,12 +138,12 @@ export class PostgresStore {
     const { rows } = await this.#query<{ count: string }>({
       name: "read_count",
       text: "SELECT count FROM visit_counts WHERE id = $1",
-      values: [this.#id],
+      values: [this.#config.COUNTER_ID],
     });
     const count = Number(rows[0]?.count);
     if (!Number.isSafeInteger(count)) {
       this.#schemaReady = undefined; // the row is gone: create it again
-      throw new Error(`postgres: counter ${this.#id} missing`);
+      throw new Error(`postgres: counter ${this.#config.COUNTER_ID} missing`);
     }
     return count;
   }

@@ -2,12 +2,6 @@ import type { Logger } from "@app/server";
 import { createClient, defineScript, type RedisClientType } from "@redis/client";
 import type { CounterConfig } from "./config.ts";
 
-/** What the cache reads of the config. */
-export type RedisConfig = Pick<
-  CounterConfig,
-  "REDIS_URL" | "REDIS_PASSWORD" | "REDIS_COMMAND_TIMEOUT_MS" | "CACHE_TTL_SECONDS"
->;
-
 /**
  * Stores a count PostgreSQL confirmed at some moment, to expire (PXAT, an absolute time)
  * TTL after that moment: a count lower than the cached one changes nothing; otherwise
@@ -20,9 +14,11 @@ const STORE = defineScript({
   SCRIPT: `
     local expires = tonumber(ARGV[2])
     local current = redis.call('GET', KEYS[1])
-    if current then
+    local currentExpires = redis.call('PEXPIRETIME', KEYS[1])
+    -- (A count without an expiry was left by an older version: replaced.)
+    if current and currentExpires > 0 then
       if tonumber(current) > tonumber(ARGV[1]) then return 0 end
-      expires = math.max(expires, redis.call('PEXPIRETIME', KEYS[1]))
+      expires = math.max(expires, currentExpires)
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PXAT', string.format('%d', expires))
     return 1`,
@@ -50,7 +46,7 @@ export class RedisCache {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
 
-  constructor(config: RedisConfig, logger: Logger) {
+  constructor(config: CounterConfig, logger: Logger) {
     this.#ttlMs = config.CACHE_TTL_SECONDS * 1000;
     this.#timeoutMs = config.REDIS_COMMAND_TIMEOUT_MS;
     this.#logger = logger;
@@ -80,13 +76,10 @@ export class RedisCache {
       lastError = "";
       logger.info("redis: ready");
     });
-  }
-
-  /** Connects in the background, retrying until Redis answers. */
-  connect(): void {
-    this.#client.connect().catch((error: unknown) => {
-      this.#logger.warn({ err: error }, "redis: connect failed");
-    });
+    // In the background, retrying until Redis answers: the app starts without it.
+    this.#client
+      .connect()
+      .catch((error: unknown) => logger.warn({ err: error }, "redis: connect failed"));
   }
 
   /** The cached count, or null when there is none (missing or expired). */

@@ -5,16 +5,13 @@ import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
 
 /** The current count, and whether the cache had it. */
-export interface Reading {
-  count: number;
-  cache: "hit" | "miss";
-}
+export type Reading = { count: number; cache: "hit" | "miss" };
 
 /** PostgreSQL did not answer: the client may retry later. */
 const UNAVAILABLE = "Visit counter unavailable: PostgreSQL did not answer";
 
 export interface VisitCounterOptions {
-  config: Pick<CounterConfig, "COUNTER_ID" | "POSTGRES_TIMEOUT_MS">;
+  config: CounterConfig;
   postgres: PostgresStore;
   cache: RedisCache;
   logger: Logger;
@@ -51,8 +48,8 @@ export class VisitCounter {
 
   /**
    * Counts a visit. With an `idempotencyKey` (the client's Idempotency-Key header) a
-   * retry of the same visit, within `keyTtlSeconds`, gets the first attempt's number
-   * back (`replayed`) instead of being counted again.
+   * retry of the same visit, within IDEMPOTENCY_KEY_TTL_SECONDS, gets the first
+   * attempt's number back (`replayed`) instead of being counted again.
    */
   increment(idempotencyKey?: string): Promise<Increment> {
     return this.#batcher.count(idempotencyKey).catch(this.#unavailable);

@@ -56,7 +56,6 @@ export class CounterInstance {
   /** Connects like main.ts, and waits until the cache is in use. */
   async start(): Promise<this> {
     await this.postgres.ensureSchema();
-    this.cache.connect();
     await eventually(async () => (await this.cache.ping(), true), true);
     return this;
   }
