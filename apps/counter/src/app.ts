@@ -15,6 +15,10 @@ export interface CounterAppOptions {
   exposeErrors?: boolean;
 }
 
+// A client that may retry a visit (after a timeout or a 502) sends a fresh random
+// key per visit (a UUID) and the same key with each retry of it.
+const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
+
 export function createCounterApp(options: CounterAppOptions): Express {
   const { counter, readiness, ...rest } = options;
   return createApp({
@@ -25,7 +29,13 @@ export function createCounterApp(options: CounterAppOptions): Express {
       app
         .route("/visits")
         .post(async (req, res) => {
-          const key = idempotencyKey(req.get("Idempotency-Key"));
+          const key = req.get("Idempotency-Key");
+          if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+            throw new HttpError(
+              400,
+              "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'",
+            );
+          }
           const visit = await counter.increment(key);
           // The answer to a retry is the first attempt's, and says so.
           if (visit.replayed) res.set("Idempotent-Replayed", "true");
@@ -40,16 +50,4 @@ export function createCounterApp(options: CounterAppOptions): Express {
         .all(methodNotAllowed(["GET", "HEAD", "POST"]));
     },
   });
-}
-
-// A client that may retry a visit (after a timeout or a 502) sends a fresh random
-// key per visit (a UUID) and the same key with each retry of it.
-const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
-
-function idempotencyKey(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  if (!IDEMPOTENCY_KEY.test(header)) {
-    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'");
-  }
-  return header;
 }

@@ -44,12 +44,10 @@ export class RedisCache {
   readonly #client: RedisClient;
   readonly #ttlMs: number;
   readonly #timeoutMs: number;
-  readonly #logger: Logger;
 
   constructor(config: CounterConfig, logger: Logger) {
     this.#ttlMs = config.CACHE_TTL_SECONDS * 1000;
     this.#timeoutMs = config.REDIS_COMMAND_TIMEOUT_MS;
-    this.#logger = logger;
     this.#client = createClient({
       url: config.REDIS_URL,
       ...(config.REDIS_PASSWORD ? { password: config.REDIS_PASSWORD } : {}),
