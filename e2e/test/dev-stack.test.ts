@@ -1,7 +1,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, eventually } from "./support/compose.ts";
+import { ComposeProject } from "./support/compose.ts";
 
 // `docker compose up --build` exactly as a developer runs it (base + the
 // auto-loaded override), from a copy of the repository so hot reload can be
@@ -54,11 +55,16 @@ describe("development stack through Nginx", () => {
     expect(body).toEqual({ error: "Not found: GET /nope" });
   });
 
-  it("POST /api/visits counts, GET /api/visits reads", async () => {
+  it("POST /api/visits counts, GET /api/visits reads from the cache (README's example)", async () => {
     const first = await getJson("/api/visits", { method: "POST" });
     const second = await getJson("/api/visits", { method: "POST" });
     expect(second.body.count).toBe(first.body.count + 1);
-    expect((await getJson("/api/visits")).body).toEqual({ count: second.body.count });
+    // The count reaches Redis right after the visit's answer: a read may lag a moment.
+    await eventually(async () => {
+      const read = await getJson("/api/visits");
+      expect(read.body).toEqual({ count: second.body.count });
+      expect(read.res.headers.get("x-cache")).toBe("hit");
+    });
   });
 
   it("publishes only loopback ports besides the frontend", async () => {

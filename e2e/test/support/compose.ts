@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { cp, mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { eventually } from "@app/test-support";
 import { expect } from "vitest";
 
 const run = promisify(execFile);
@@ -13,6 +13,19 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 // secrets (a test that needs secrets makes fresh ones in its copy).
 const SKIP =
   /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$/;
+
+/**
+ * A throwaway copy of the repository in a new temporary directory (without SKIP's
+ * files), for a test that edits sources or creates secrets. The caller removes it.
+ */
+export async function copyRepository(prefix: string): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  await cp(REPO_ROOT, directory, {
+    recursive: true,
+    filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
+  });
+  return directory;
+}
 
 export interface ComposeOptions {
   /** Compose files, relative to the project directory, in merge order. */
@@ -40,13 +53,7 @@ export class ComposeProject {
   }
 
   async prepare(): Promise<this> {
-    if (this.#options.copyRepo) {
-      this.directory = await mkdtemp(join(tmpdir(), `${this.name}-`));
-      await cp(REPO_ROOT, this.directory, {
-        recursive: true,
-        filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
-      });
-    }
+    if (this.#options.copyRepo) this.directory = await copyRepository(this.name);
     return this;
   }
 
@@ -83,7 +90,7 @@ export class ComposeProject {
       // Every published port random (0): no clash with anything on the host. The
       // production frontend must know its public HTTPS port (PUBLIC_HTTPS_PORT, for
       // the redirect from HTTP), which cannot be 0: a test that starts it passes fixed
-      // free ports (freePorts()) in `env`.
+      // free ports (support/production.ts) in `env`.
       FRONTEND_PORT: "0",
       FRONTEND_HTTPS_PORT: "0",
       BACKEND_PORT: "0",
@@ -132,44 +139,6 @@ export class ComposeProject {
   }
 }
 
-/** Polls until `check` passes (returns without throwing); rethrows its last error after the timeout. */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-/**
- * Ports free on every host address right now, all different (held open together until
- * each is known): for published ports that must stay the same over restarts.
- */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, "0.0.0.0", resolve);
-      });
-      ports.push((server.address() as { port: number }).port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(
-      servers.map((server) => new Promise((resolve) => server.close(() => resolve(undefined)))),
-    );
-  }
-}
-
 /** What waitForBothBackendReplicas needs of a fetch: the global one, or undici's with a CA. */
 export type JsonFetch = (url: string) => Promise<{ json(): Promise<unknown> }>;
 
@@ -186,12 +155,36 @@ export async function waitForBothBackendReplicas(
   }, 20_000);
 }
 
-/** The count PostgreSQL holds for the page's counter, read inside the database container. */
-export async function postgresCount(stack: ComposeProject): Promise<number> {
+/** A query's rows as `a|b` lines, run with psql inside the database container. */
+async function psql(stack: ComposeProject, sql: string): Promise<string[]> {
   const output = await stack.compose([
     ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
-    ...["--tuples-only", "--no-align"],
-    "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
+    ...["--tuples-only", "--no-align", `--command=${sql}`],
   ]);
-  return Number(output.trim());
+  return output
+    .trim()
+    .split("\n")
+    .filter((line) => line.length > 0);
+}
+
+/** The count PostgreSQL holds for the page's counter. */
+export async function postgresCount(stack: ComposeProject): Promise<number> {
+  return Number(await psql(stack, "SELECT count FROM visit_counts WHERE id = 'visits'"));
+}
+
+/**
+ * The number PostgreSQL holds for each Idempotency-Key of the page's counter, by the key
+ * the client sent: Nginx stores it as c:<address>:<key> (its default.conf.template), and
+ * client keys hold no ':'.
+ */
+export async function durableKeys(stack: ComposeProject): Promise<Map<string, number>> {
+  const rows = await psql(
+    stack,
+    "SELECT key, count FROM visit_requests WHERE counter_id = 'visits'",
+  );
+  return new Map(
+    rows
+      .map((row) => row.split("|") as [string, string])
+      .map(([key, n]) => [key.slice(key.lastIndexOf(":") + 1), Number(n)]),
+  );
 }
