@@ -196,6 +196,7 @@ roll() {
     false
   fi
   phase=wait step="waiting for the new $service container(s) to become healthy"
+  log "$service: waiting for ${#new[@]} new container(s) to become healthy"
   wait_healthy "${new[@]}"
   phase=retire step="retiring the old $service container(s)"
   log "$service: new container(s) healthy; retiring the old ones"

@@ -63,7 +63,8 @@ export function toStack(compose) {
       if (!converted.ports) delete converted.ports;
       // A one-shot (db-setup: `restart: "no"`, and `depends_on` is dropped) becomes a
       // Swarm job: run until it has exited 0 once, retried while db is not up yet.
-      if (service.restart === "no") converted.deploy = { ...service.deploy, mode: "replicated-job" };
+      if (service.restart === "no")
+        converted.deploy = { ...service.deploy, mode: "replicated-job" };
       delete converted.tmpfs;
       converted.volumes = tmpfsAsVolumes(service);
       if (converted.volumes.length === 0) delete converted.volumes;
