@@ -5,6 +5,7 @@ import { request as httpsRequest } from "node:https";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { freePorts, makeTestPki } from "@app/test-support";
 import { expect } from "vitest";
 import { containerName, docker, publishedPort, removeLater, waitForHealthy } from "./docker.ts";
@@ -110,11 +111,15 @@ export function secretMounts(pair: { certificate?: string; key?: string }): stri
  * The frontend with TLS=on and the test's certificate as its secrets. Both host ports
  * are fixed and chosen first: the HTTP redirect must name the published HTTPS port.
  */
-export async function startTlsFrontend(label: string, extraArgs: string[] = []) {
+export async function startTlsFrontend(
+  label: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+) {
   const files = await testCertificates();
   const [httpPort = 0, httpsPort = 0] = await freePorts(2);
   const { url: httpUrl } = await startFrontend(label, {
-    env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
+    env: { ...env, TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
     publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
     extraArgs: [...extraArgs, ...secretMounts(files)],
   });
@@ -135,11 +140,17 @@ export async function timedFetch(url: string, init?: RequestInit) {
 /**
  * Sends bytes as they are (fetch would refuse or repair a malformed request) and
  * returns the status code, the headers (lower-case names) and the body of the answer.
+ * An https: URL is reached over TLS, trusting `ca`, whatever Host the request names.
  */
-export async function rawRequest(url: string, request: string) {
-  const { hostname, port } = new URL(url);
+export async function rawRequest(url: string, request: string, ca?: string) {
+  const { protocol, hostname, port } = new URL(url);
   const answer = await new Promise<string>((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.end(request));
+    const socket =
+      protocol === "https:"
+        ? tlsConnect({ host: hostname, port: Number(port), ca, servername: "localhost" }, () =>
+            socket.end(request),
+          )
+        : connect(Number(port), hostname, () => socket.end(request));
     const chunks: Buffer[] = [];
     socket.setTimeout(10_000, () => socket.destroy(new Error("no answer within 10 s")));
     socket.on("data", (chunk) => chunks.push(chunk));
