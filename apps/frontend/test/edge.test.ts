@@ -45,6 +45,15 @@ describe("served hosts (PUBLIC_HOST)", () => {
     }
   });
 
+  it("answers a foreign Host with a malformed body in plain text too, never nginx's HTML", async () => {
+    const request =
+      "POST /api/visits HTTP/1.1\r\nHost: evil.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    const answer = await rawRequest(plain, request);
+    expect(answer.status).toBe(400);
+    expect(answer.headers["content-type"]).toBe("text/plain");
+    expect(answer.body).not.toContain("<html");
+  });
+
   it("refuses an absolute-form URI for a foreign host, whatever the Host header says", async () => {
     const request = `GET http://evil.example/x HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nConnection: close\r\n\r\n`;
     for (const url of listeners()) {
