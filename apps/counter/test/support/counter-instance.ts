@@ -56,7 +56,10 @@ export class CounterInstance {
   /** Connects like main.ts, and waits until the cache is in use. */
   async start(): Promise<this> {
     await this.postgres.ensureSchema();
-    await eventually(async () => (await this.cache.ping(), true), true);
+    await eventually(async () => {
+      await this.cache.ping();
+      return true;
+    }, true);
     return this;
   }
 
