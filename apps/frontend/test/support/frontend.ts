@@ -77,19 +77,22 @@ let certificateFiles: Promise<CertificateFiles> | undefined;
  * are 0644 like Compose's file secrets, so nginx reads them also as uid 101.
  */
 export function testCertificates(): Promise<CertificateFiles> {
-  certificateFiles ??= (async () => {
-    const pki = await makeTestPki();
-    const dir = await mkdtemp(join(tmpdir(), "app-frontend-test-tls-"));
-    removeLater(dir);
-    const certificate = join(dir, "certificate.pem");
-    const key = join(dir, "key.pem");
-    await writeFile(certificate, pki.serverCertificate);
-    await writeFile(key, pki.serverKey);
-    await chmod(certificate, 0o644);
-    await chmod(key, 0o644);
-    return { dir, certificate, key, ca: pki.caCertificate };
-  })();
+  certificateFiles ??= newCertificateFiles();
   return certificateFiles;
+}
+
+/** Like testCertificates(), but new files with a new CA at every call. */
+export async function newCertificateFiles(): Promise<CertificateFiles> {
+  const pki = await makeTestPki();
+  const dir = await mkdtemp(join(tmpdir(), "app-frontend-test-tls-"));
+  removeLater(dir);
+  const certificate = join(dir, "certificate.pem");
+  const key = join(dir, "key.pem");
+  await writeFile(certificate, pki.serverCertificate);
+  await writeFile(key, pki.serverKey);
+  await chmod(certificate, 0o644);
+  await chmod(key, 0o644);
+  return { dir, certificate, key, ca: pki.caCertificate };
 }
 
 /** `docker run` options mounting the files read-only where the image expects its secrets. */
@@ -107,18 +110,23 @@ export function secretMounts(pair: { certificate?: string; key?: string }): stri
 }
 
 /**
- * The frontend with TLS=on and the test's certificate as its secrets. Both host ports
- * are fixed and chosen first: the HTTP redirect must name the published HTTPS port.
+ * The frontend with TLS=on and the test's certificate (or `files`) as its secrets. Both
+ * host ports are fixed and chosen first: the HTTP redirect must name the published HTTPS
+ * port.
  */
-export async function startTlsFrontend(label: string, extraArgs: string[] = []) {
-  const files = await testCertificates();
+export async function startTlsFrontend(
+  label: string,
+  extraArgs: string[] = [],
+  files?: CertificateFiles,
+) {
+  files ??= await testCertificates();
   const [httpPort = 0, httpsPort = 0] = await freePorts(2);
-  const { url: httpUrl } = await startFrontend(label, {
+  const { url: httpUrl, container } = await startFrontend(label, {
     env: { TLS: "on", PUBLIC_HTTPS_PORT: String(httpsPort) },
     publish: [`127.0.0.1:${httpPort}:8080`, `127.0.0.1:${httpsPort}:8443`],
     extraArgs: [...extraArgs, ...secretMounts(files)],
   });
-  return { httpUrl, httpsPort, ca: files.ca };
+  return { httpUrl, httpsPort, ca: files.ca, container };
 }
 
 // ---------------------------------------------------------------------------------
