@@ -11,9 +11,9 @@ import {
   CSP,
   HARDENED,
   httpsGet,
-  newCertificateFiles,
   rawRequest,
   startTlsFrontend,
+  testCertificates,
 } from "./support/frontend.ts";
 
 afterAll(removeCreated);
@@ -117,7 +117,7 @@ describe("frontend container with TLS=on: a renewed certificate", () => {
   it("serves a certificate copied over the mounted one after nginx -s reload", async () => {
     // As docs/PRODUCTION.md renews it: the new files are written into the mounted ones
     // (`cp`, same inode, so the container sees them), then `nginx -s reload`.
-    const [files, renewed] = await Promise.all([newCertificateFiles(), newCertificateFiles()]);
+    const [files, renewed] = await Promise.all([testCertificates(), testCertificates()]);
     const { httpsPort, container } = await startTlsFrontend("tls-renewal", [], files);
     const url = `https://127.0.0.1:${httpsPort}/healthz`;
     expect((await httpsGet(url, files.ca)).status).toBe(200);

@@ -69,20 +69,12 @@ interface CertificateFiles {
   ca: string;
 }
 
-let certificateFiles: Promise<CertificateFiles> | undefined;
-
 /**
- * A certificate for localhost and 127.0.0.1 from a throwaway CA, and its key, written
- * once per test file to a temporary directory (removed with the containers). Both files
- * are 0644 like Compose's file secrets, so nginx reads them also as uid 101.
+ * A certificate for localhost and 127.0.0.1 from a new throwaway CA, and its key,
+ * written to a temporary directory (removed with the containers). Both files are 0644
+ * like Compose's file secrets, so nginx reads them also as uid 101.
  */
-export function testCertificates(): Promise<CertificateFiles> {
-  certificateFiles ??= newCertificateFiles();
-  return certificateFiles;
-}
-
-/** Like testCertificates(), but new files with a new CA at every call. */
-export async function newCertificateFiles(): Promise<CertificateFiles> {
+export async function testCertificates(): Promise<CertificateFiles> {
   const pki = await makeTestPki();
   const dir = await mkdtemp(join(tmpdir(), "app-frontend-test-tls-"));
   removeLater(dir);
