@@ -1,21 +1,13 @@
 // The /api/ reverse proxy to the (fake) backend and counter: forwarding headers, logs,
 // keepalive, Idempotency-Key, limits and timeouts. Without a working Docker these tests
 // fail rather than skip.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeCreated } from "./support/docker.ts";
+import { describe, expect, it } from "vitest";
 import { DATA } from "./support/fakes.ts";
-import { backend, counter } from "./support/fixture.ts";
-import { accessLogEntry, CSP, startFrontend } from "./support/frontend.ts";
-
-afterAll(removeCreated);
+import { backend, counter, frontend } from "./support/fixture.ts";
+import { accessLogEntry, CSP } from "./support/frontend.ts";
 
 describe("frontend container: the API proxy", () => {
-  let url: string;
-  let container: string;
-
-  beforeAll(async () => {
-    ({ url, container } = await startFrontend("proxy"));
-  });
+  const { url, container } = frontend;
 
   it("proxies GET /api/data to the backend's /data with forwarding headers", async () => {
     const res = await fetch(`${url}/api/data`, {

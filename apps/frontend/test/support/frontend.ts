@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually, freePorts, makeTestPki } from "@app/test-support";
 import { expect } from "vitest";
-import { containerName, docker, publishedPort, removeLater, waitForHealthy } from "./docker.ts";
+import { docker, type FrontendOptions, removeLater, runFrontend } from "./docker.ts";
 import { IMAGE, network } from "./fixture.ts";
 
 export const CSP =
@@ -28,34 +28,14 @@ export const HARDENED = [
 ];
 
 /**
- * Starts the image on `network` (by default the shared one, with the fake services) with
- * the given environment, publishes 8080 on a random loopback port (or as `publish` says),
- * waits for the image's HEALTHCHECK to pass, returns the base URL (of 8080).
+ * Starts the image (runFrontend) on `network`, by default the shared one with the fake
+ * services. The shared frontend (fixture.ts) serves tests that need the image's defaults.
  */
-export async function startFrontend(
+export function startFrontend(
   label: string,
-  options: {
-    network?: string;
-    env?: Record<string, string>;
-    extraArgs?: string[];
-    /** `--publish` values; 8080 must be among them. */
-    publish?: string[];
-  } = {},
+  options: Omit<FrontendOptions, "network"> & { network?: string } = {},
 ): Promise<{ url: string; container: string }> {
-  const container = containerName(label);
-  await docker(
-    "run",
-    "--detach",
-    "--name",
-    container,
-    ...["--network", options.network ?? network],
-    ...Object.entries(options.env ?? {}).flatMap(([key, value]) => ["--env", `${key}=${value}`]),
-    ...(options.publish ?? ["127.0.0.1::8080"]).flatMap((publish) => ["--publish", publish]),
-    ...(options.extraArgs ?? []),
-    IMAGE,
-  );
-  await waitForHealthy(container);
-  return { url: `http://127.0.0.1:${await publishedPort(container, "8080/tcp")}`, container };
+  return runFrontend(IMAGE, label, { ...options, network: options.network ?? network });
 }
 
 // ---------------------------------------------------------------------------------
