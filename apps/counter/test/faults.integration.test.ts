@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "@app/test-support";
 import {
   type CheckResult,
   checkHistory,
@@ -11,7 +12,6 @@ import {
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  freePort,
   POSTGRES_CREDENTIALS,
   type RedisContainer,
   type StoreContainer,
