@@ -1,5 +1,12 @@
 import type { Logger } from "@app/server";
 import { withDeadline } from "./deadline.ts";
+import {
+  cacheRaiseFailures,
+  cacheRequests,
+  recordBatch,
+  recordPostgresError,
+  visitsUnavailable,
+} from "./metrics.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
 import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
@@ -78,6 +85,7 @@ export class VisitCounter {
       return await this.#batcher.count(idempotencyKey);
     } catch (error) {
       this.#logger.debug({ err: error }, "visit not counted");
+      visitsUnavailable.inc();
       throw new CounterUnavailableError(
         "Visit counter unavailable: PostgreSQL did not answer",
         error,
@@ -88,11 +96,21 @@ export class VisitCounter {
   /** The current count, without counting. */
   async current(): Promise<Reading> {
     if (this.#cache.isReady) {
-      const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
-        this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
-        return null;
-      });
+      const cached = await this.#cache.get(this.#key).then(
+        (count) => {
+          cacheRequests.inc({ result: count === null ? "miss" : "hit" });
+          return count;
+        },
+        (error: unknown) => {
+          this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+          cacheRequests.inc({ result: "error" });
+          return null;
+        },
+      );
       if (cached !== null) return { count: cached, cache: "hit" };
+    } else {
+      // Redis unreachable (or reconnecting): every read goes to PostgreSQL meanwhile.
+      cacheRequests.inc({ result: "error" });
     }
     try {
       // Joining a read that is already running is safe: it started at most the
@@ -111,14 +129,29 @@ export class VisitCounter {
 
   async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
-    const count = await withDeadline(this.#postgres.read(), this.#timeoutMs, "postgres: no count");
+    const count = await withDeadline(
+      this.#postgres.read(),
+      this.#timeoutMs,
+      "postgres: no count",
+    ).catch((error: unknown) => {
+      recordPostgresError(error);
+      throw error;
+    });
     this.#store(count, confirmedAt);
     return count;
   }
 
   async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
     const confirmedAt = Date.now();
-    const counted = await this.#postgres.countBatch(keys, timeoutMs);
+    const counted = await this.#postgres.countBatch(keys, timeoutMs).catch((error: unknown) => {
+      recordPostgresError(error);
+      throw error;
+    });
+    recordBatch({
+      size: keys.length,
+      replays: counted.visits.filter((visit) => visit.replayed).length,
+      seconds: (Date.now() - confirmedAt) / 1000,
+    });
     // The batch's count, not its highest number: a replay's number may be long past.
     this.#store(counted.count, confirmedAt);
     this.#keysAdded += keys.filter((key) => key !== undefined).length;
@@ -131,9 +164,13 @@ export class VisitCounter {
    * waits for it, and a cache that missed it expires its older count by itself.
    */
   #store(count: number, confirmedAt: number): void {
-    if (!this.#cache.isReady) return;
+    if (!this.#cache.isReady) {
+      cacheRaiseFailures.inc();
+      return;
+    }
     this.#cache.store(this.#key, count, confirmedAt).catch((error: unknown) => {
       this.#logger.debug({ err: error }, "count not cached");
+      cacheRaiseFailures.inc();
     });
   }
 
