@@ -53,8 +53,9 @@ export function recordBatch(size: number, replays: number, seconds: number): voi
 /** Which kind of PostgreSQL failure `error` is: pg's deadlines, network and SQLSTATE codes. */
 export function postgresErrorKind(error: unknown): "timeout" | "connection" | "query" {
   const { code, message = "" } = (error ?? {}) as { code?: string; message?: string };
-  // query_timeout, connectionTimeoutMillis; 57014: statement_timeout.
-  if (code === "57014" || /timeout/i.test(message)) return "timeout";
+  // query_timeout, connectionTimeoutMillis; 57014: statement_timeout, a batch past its
+  // deadline; 55P03: lock_timeout.
+  if (code === "57014" || code === "55P03" || /timeout/i.test(message)) return "timeout";
   // Node's network errors; SQLSTATE 08xxx (connection) and 57P0x (server shutting down).
   if (/^(E[A-Z]+|08...|57P0.)$/.test(code ?? "") || /Connection terminated/i.test(message))
     return "connection";

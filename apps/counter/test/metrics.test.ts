@@ -42,6 +42,9 @@ describe("counter metrics", () => {
     expect(
       postgresErrorKind(Object.assign(new Error("canceling statement"), { code: "57014" })),
     ).toBe("timeout");
+    expect(postgresErrorKind(Object.assign(new Error("lock timeout"), { code: "55P03" }))).toBe(
+      "timeout",
+    );
     expect(
       postgresErrorKind(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })),
     ).toBe("connection");
