@@ -3,6 +3,8 @@
 #   secrets/                          0700: only you can enter it
 #   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000)
 #   secrets/redis_password.txt        random, 0644
+#   secrets/postgres_monitoring_password.txt  random, 0644 (postgres_exporter's role)
+#   secrets/redis_exporter_passwords.json  redis_password.txt as redis_exporter reads it
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
 #   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
 # A real certificate replaces the last two (see the README). Existing files are kept.
@@ -17,12 +19,22 @@ umask 077
 mkdir -p secrets
 chmod 700 secrets
 
-for name in postgres_password redis_password; do
+for name in postgres_password redis_password postgres_monitoring_password; do
   if [ ! -s "secrets/$name.txt" ]; then
     openssl rand -base64 32 > "secrets/$name.txt"
     echo "created secrets/$name.txt"
   fi
 done
+
+# redis_exporter takes a password file only as JSON, address to password. Written again
+# whenever redis_password.txt is newer, so a changed cache password reaches it too
+# (quotes and backslashes escaped).
+if [ ! -s secrets/redis_exporter_passwords.json ] ||
+  [ secrets/redis_password.txt -nt secrets/redis_exporter_passwords.json ]; then
+  password=$(sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' secrets/redis_password.txt)
+  printf '{"redis://cache:6379": "%s"}\n' "$password" > secrets/redis_exporter_passwords.json
+  echo "created secrets/redis_exporter_passwords.json (from secrets/redis_password.txt)"
+fi
 
 if [ ! -s secrets/tls_certificate.pem ] || [ ! -s secrets/tls_key.pem ]; then
   # One command: a key (ECDSA P-256) and a certificate signed with it, for HOST.
@@ -33,4 +45,4 @@ if [ ! -s secrets/tls_certificate.pem ] || [ ! -s secrets/tls_key.pem ]; then
 fi
 
 # Readable inside the containers (Compose bind-mounts them as they are).
-chmod 644 secrets/*.txt secrets/*.pem
+chmod 644 secrets/*.txt secrets/*.pem secrets/*.json

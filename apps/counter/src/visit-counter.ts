@@ -1,5 +1,6 @@
 import { HttpError, type Logger } from "@app/server";
 import type { CounterConfig } from "./config.ts";
+import * as metrics from "./metrics.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
 import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
@@ -46,15 +47,25 @@ export class VisitCounter {
    * attempt's number back (`replayed`) instead of being counted again.
    */
   increment(idempotencyKey?: string): Promise<Increment> {
-    return this.#batcher.count(idempotencyKey).catch(this.#unavailable);
+    return this.#batcher.count(idempotencyKey).catch((error: unknown) => {
+      metrics.visitsUnavailable.inc();
+      return this.#unavailable(error);
+    });
   }
 
   /** The current count, without counting. */
   async current(): Promise<Reading> {
-    const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
-      this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
-      return null;
-    });
+    const cached = await this.#cache.get(this.#key).then(
+      (count) => {
+        metrics.cacheRequests.inc({ result: count === null ? "miss" : "hit" });
+        return count;
+      },
+      (error: unknown) => {
+        this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+        metrics.cacheRequests.inc({ result: "error" });
+        return null;
+      },
+    );
     if (cached !== null) return { count: cached, cache: "hit" };
     // Joining a read that is already running is safe: it started at most the
     // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
@@ -72,14 +83,18 @@ export class VisitCounter {
 
   async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
-    const count = await this.#postgres.read();
+    const count = await this.#postgres.read().catch(metrics.recordPostgresError);
     this.#store(count, confirmedAt);
     return count;
   }
 
   async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
     const confirmedAt = Date.now();
-    const counted = await this.#postgres.countBatch(keys, timeoutMs);
+    const counted = await this.#postgres
+      .countBatch(keys, timeoutMs)
+      .catch(metrics.recordPostgresError);
+    const replays = counted.visits.filter((visit) => visit.replayed).length;
+    metrics.recordBatch(keys.length, replays, (Date.now() - confirmedAt) / 1000);
     // The batch's count, not its highest number: a replay's number may be long past.
     this.#store(counted.count, confirmedAt);
     return counted.visits;
@@ -92,6 +107,7 @@ export class VisitCounter {
   #store(count: number, confirmedAt: number): void {
     this.#cache.store(this.#key, count, confirmedAt).catch((error: unknown) => {
       this.#logger.debug({ err: error }, "count not cached");
+      metrics.cacheRaiseFailures.inc();
     });
   }
 }

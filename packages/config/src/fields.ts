@@ -6,6 +6,13 @@ import { z } from "zod";
 export const port = (defaultPort: number) =>
   z.coerce.number().int().min(1).max(65_535).default(defaultPort);
 
+/**
+ * Where a service serves `GET /metrics` to Prometheus: a port of its own, which Nginx
+ * does not proxy and no compose file publishes (9464: prom-client's usual). 0 picks any
+ * free port, for tests that run several replicas on one host.
+ */
+export const metricsPort = z.coerce.number().int().min(0).max(65_535).default(9464);
+
 export const nodeEnv = z.enum(["development", "production", "test"]).default("development");
 
 export const logLevel = z
