@@ -67,8 +67,8 @@ export class VisitCounter {
       },
     );
     if (cached !== null) return { count: cached, cache: "hit" };
-    // Joining a read that is already running is safe: it started at most the
-    // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
+    // Joining a read that is already running is safe: its answer is used only if it came
+    // within the PostgreSQL deadline of the query, less than CACHE_TTL (config.ts).
     this.#reading ??= this.#readPostgres().finally(() => {
       this.#reading = undefined;
     });
