@@ -8,6 +8,7 @@
 #                                     random, 0644: the roles the apps log in as
 #                                     (infra/postgres/roles.sql)
 #   secrets/redis_password.txt        random, 0644
+#   secrets/redis_exporter_passwords.json  redis_password.txt as redis_exporter reads it
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
 #   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
 # A real certificate replaces the last two (see the README). Existing files are kept.
@@ -30,6 +31,16 @@ for name in postgres_password postgres_counter_password postgres_monitoring_pass
   fi
 done
 
+# redis_exporter takes a password file only as JSON, address to password. Written again
+# whenever redis_password.txt is newer, so a changed cache password reaches it too
+# (quotes and backslashes escaped).
+if [ ! -s secrets/redis_exporter_passwords.json ] ||
+  [ secrets/redis_password.txt -nt secrets/redis_exporter_passwords.json ]; then
+  password=$(sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' secrets/redis_password.txt)
+  printf '{"redis://cache:6379": "%s"}\n' "$password" > secrets/redis_exporter_passwords.json
+  echo "created secrets/redis_exporter_passwords.json (from secrets/redis_password.txt)"
+fi
+
 if [ ! -s secrets/tls_certificate.pem ] || [ ! -s secrets/tls_key.pem ]; then
   # One command: a key (ECDSA P-256) and a certificate signed with it, for HOST.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
@@ -39,4 +50,4 @@ if [ ! -s secrets/tls_certificate.pem ] || [ ! -s secrets/tls_key.pem ]; then
 fi
 
 # Readable inside the containers (Compose bind-mounts them as they are).
-chmod 644 secrets/*.txt secrets/*.pem
+chmod 644 secrets/*.txt secrets/*.pem secrets/*.json

@@ -1,6 +1,7 @@
 import {
   loadConfig,
   logLevel,
+  metricsPort,
   nodeEnv,
   port,
   shutdownDelayMs,
@@ -10,6 +11,7 @@ import { z } from "zod";
 
 export const backendConfigSchema = z.object({
   PORT: port(3001),
+  METRICS_PORT: metricsPort,
   NODE_ENV: nodeEnv,
   LOG_LEVEL: logLevel,
   SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,

@@ -10,6 +10,7 @@ const app = createBackendApp({ logger, exposeErrors: config.NODE_ENV === "develo
 await runServer({
   app,
   port: config.PORT,
+  metricsPort: config.METRICS_PORT,
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   shutdownDelayMs: config.SHUTDOWN_DELAY_MS,

@@ -8,6 +8,7 @@ describe("backend config", () => {
   it("works with no variables at all", () => {
     expect(loadBackendConfig({})).toEqual({
       PORT: 3001,
+      METRICS_PORT: 9464,
       NODE_ENV: "development",
       LOG_LEVEL: "info",
       SHUTDOWN_TIMEOUT_MS: 10_000,

@@ -1,6 +1,7 @@
 import {
   loadConfig,
   logLevel,
+  metricsPort,
   nodeEnv,
   port,
   positiveDuration,
@@ -12,6 +13,7 @@ import { z } from "zod";
 export const counterConfigSchema = z
   .object({
     PORT: port(3002),
+    METRICS_PORT: metricsPort,
     NODE_ENV: nodeEnv,
     LOG_LEVEL: logLevel,
     SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,

@@ -31,6 +31,7 @@ const app = createCounterApp({
 await runServer({
   app,
   port: config.PORT,
+  metricsPort: config.METRICS_PORT,
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   shutdownDelayMs: config.SHUTDOWN_DELAY_MS,

@@ -1,5 +1,6 @@
 import { HttpError, type Logger } from "@app/server";
 import type { CounterConfig } from "./config.ts";
+import * as metrics from "./metrics.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
 import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
@@ -18,15 +19,9 @@ export interface VisitCounterOptions {
 }
 
 /**
- * Cache-aside over PostgreSQL (docs/COUNTER.md).
- *
- * - POST: PostgreSQL alone hands out numbers. Concurrent visits share one transaction
- *   (VisitBatcher), each gets its own number from the batch's range, and a visit is
- *   answered once its batch committed. The cache is told afterwards, never waited for.
- * - GET: the cached count on a hit; on a miss (or a cache error), PostgreSQL's count,
- *   which is then cached. Every cached count expires CACHE_TTL after the moment
- *   PostgreSQL confirmed it, so a read shows at least what PostgreSQL had committed
- *   CACHE_TTL before the read.
+ * Cache-aside over PostgreSQL (docs/COUNTER.md): a visit is answered once its batch
+ * committed (VisitBatcher), and the cache is told afterwards, never waited for; a read is
+ * a cache hit, or PostgreSQL's count, which is then cached.
  */
 export class VisitCounter {
   readonly #key: string;
@@ -52,18 +47,28 @@ export class VisitCounter {
    * attempt's number back (`replayed`) instead of being counted again.
    */
   increment(idempotencyKey?: string): Promise<Increment> {
-    return this.#batcher.count(idempotencyKey).catch(this.#unavailable);
+    return this.#batcher.count(idempotencyKey).catch((error: unknown) => {
+      metrics.visitsUnavailable.inc();
+      return this.#unavailable(error);
+    });
   }
 
   /** The current count, without counting. */
   async current(): Promise<Reading> {
-    const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
-      this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
-      return null;
-    });
+    const cached = await this.#cache.get(this.#key).then(
+      (count) => {
+        metrics.cacheRequests.inc({ result: count === null ? "miss" : "hit" });
+        return count;
+      },
+      (error: unknown) => {
+        this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+        metrics.cacheRequests.inc({ result: "error" });
+        return null;
+      },
+    );
     if (cached !== null) return { count: cached, cache: "hit" };
-    // Joining a read that is already running is safe: it started at most the
-    // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
+    // Joining a read that is already running is safe: its answer is used only if it came
+    // within the PostgreSQL deadline of the query, less than CACHE_TTL (config.ts).
     this.#reading ??= this.#readPostgres().finally(() => {
       this.#reading = undefined;
     });
@@ -78,14 +83,18 @@ export class VisitCounter {
 
   async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
-    const count = await this.#postgres.read();
+    const count = await this.#postgres.read().catch(metrics.recordPostgresError);
     this.#store(count, confirmedAt);
     return count;
   }
 
   async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
     const confirmedAt = Date.now();
-    const counted = await this.#postgres.countBatch(keys, timeoutMs);
+    const counted = await this.#postgres
+      .countBatch(keys, timeoutMs)
+      .catch(metrics.recordPostgresError);
+    const replays = counted.visits.filter((visit) => visit.replayed).length;
+    metrics.recordBatch(keys.length, replays, (Date.now() - confirmedAt) / 1000);
     // The batch's count, not its highest number: a replay's number may be long past.
     this.#store(counted.count, confirmedAt);
     return counted.visits;
@@ -98,6 +107,7 @@ export class VisitCounter {
   #store(count: number, confirmedAt: number): void {
     this.#cache.store(this.#key, count, confirmedAt).catch((error: unknown) => {
       this.#logger.debug({ err: error }, "count not cached");
+      metrics.cacheRaiseFailures.inc();
     });
   }
 }

@@ -6,6 +6,7 @@ describe("counter config", () => {
     const config = loadCounterConfig({ POSTGRES_PASSWORD: "pw" });
     expect(config).toMatchObject({
       PORT: 3002,
+      METRICS_PORT: 9464,
       COUNTER_ID: "visits",
       POSTGRES_HOST: "localhost",
       REDIS_URL: "redis://localhost:6379",

@@ -22,7 +22,7 @@ describe("served hosts (PUBLIC_HOST)", () => {
   beforeAll(async () => {
     [{ url: plain }, tls] = await Promise.all([
       startFrontend("edge-plain", { env: { PUBLIC_HOST } }),
-      startTlsFrontend("edge-tls", [], { PUBLIC_HOST }),
+      startTlsFrontend("edge-tls", [], undefined, { PUBLIC_HOST }),
     ]);
   });
 

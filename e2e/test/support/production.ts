@@ -25,17 +25,21 @@ export interface ProductionStack {
  * prepareProductionSecrets). Fixed free ports, because the frontend must know its public
  * HTTPS port for the redirect from HTTP (and so the address stays the same over down/up
  * and restarts). Rate limits off: every request of the tests comes from one address; a
- * test of the limits turns them on for itself.
+ * test of the limits turns them on for itself. `extraFiles` go after the production
+ * files (docker-compose.monitoring.yml).
  */
-export async function productionStack(): Promise<ProductionStack> {
+export async function productionStack(
+  options: { extraFiles?: string[]; env?: Record<string, string> } = {},
+): Promise<ProductionStack> {
   const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
   const stack = new ComposeProject({
-    files: PROD_FILES,
+    files: [...PROD_FILES, ...(options.extraFiles ?? [])],
     copyRepo: true,
     env: {
       FRONTEND_PORT: String(httpPort),
       FRONTEND_HTTPS_PORT: String(httpsPort),
       RATE_LIMIT: "off",
+      ...options.env,
     },
   });
   return {

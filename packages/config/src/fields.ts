@@ -6,6 +6,13 @@ import { z } from "zod";
 export const port = (defaultPort: number) =>
   z.coerce.number().int().min(1).max(65_535).default(defaultPort);
 
+/**
+ * Where a service serves `GET /metrics` to Prometheus: a port of its own, which Nginx
+ * does not proxy and no compose file publishes (9464: prom-client's usual). 0 picks any
+ * free port, for tests that run several replicas on one host.
+ */
+export const metricsPort = z.coerce.number().int().min(0).max(65_535).default(9464);
+
 export const nodeEnv = z.enum(["development", "production", "test"]).default("development");
 
 export const logLevel = z
@@ -16,8 +23,10 @@ export const logLevel = z
  * A duration that must be above 0 (a deadline, a TTL): 0 or less would turn it off, or
  * make it fail everything.
  */
-export const positiveDuration = (unit: "milliseconds" | "seconds", fallback: number) =>
-  z.coerce.number().int().positive(`must be a whole number of ${unit} above 0`).default(fallback);
+export const positiveDuration = (unit: "milliseconds" | "seconds", fallback: number) => {
+  const message = `must be a whole number of ${unit} above 0`;
+  return z.coerce.number().int(message).positive(message).default(fallback);
+};
 
 /** How long a graceful shutdown may drain in-flight requests before closing them. */
 export const shutdownTimeoutMs = positiveDuration("milliseconds", 10_000);

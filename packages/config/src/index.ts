@@ -1,5 +1,6 @@
 export {
   logLevel,
+  metricsPort,
   nodeEnv,
   port,
   positiveDuration,

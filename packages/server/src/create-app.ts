@@ -3,6 +3,7 @@ import express, { type Express } from "express";
 import type { Logger } from "pino";
 import { pinoHttp, startTime } from "pino-http";
 import { errorHandler, notFound } from "./errors.ts";
+import { measureRequests } from "./metrics.ts";
 import { type ReadinessOptions, readinessHandler } from "./readiness.ts";
 
 export interface AppOptions {
@@ -39,6 +40,8 @@ export function createApp(options: AppOptions): Express {
   // Behind Nginx: trust X-Forwarded-* only from loopback and private networks.
   app.set("trust proxy", "loopback, uniquelocal");
 
+  // First, so every answer is timed, also the 404s and errors (served by startMetricsServer).
+  app.use(measureRequests);
   app.use(
     pinoHttp({
       logger,

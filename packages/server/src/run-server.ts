@@ -2,11 +2,14 @@ import { createServer, type Server } from "node:http";
 import type { Express } from "express";
 import type { Logger } from "pino";
 import { createGracefulShutdown, type ShutdownHook } from "./graceful-shutdown.ts";
+import { startMetricsServer } from "./metrics.ts";
 
 export interface RunServerOptions {
   app: Express;
   port: number;
   host?: string;
+  /** Where `GET /metrics` is served (startMetricsServer); none: no metrics server. */
+  metricsPort?: number;
   logger: Logger;
   shutdownTimeoutMs: number;
   /** How long to keep serving after SIGTERM before closing the listener (see createGracefulShutdown). */
@@ -24,6 +27,7 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
     app,
     port,
     host = "0.0.0.0",
+    metricsPort,
     logger,
     shutdownTimeoutMs,
     shutdownDelayMs = 0,
@@ -41,13 +45,18 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
   // see the frontend's site template), so Nginx never reuses a socket Node just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
+  // Still scraped while the app drains; closed after the last hook.
+  const metrics =
+    metricsPort === undefined
+      ? undefined
+      : await startMetricsServer({ port: metricsPort, host, logger });
 
   const shutdown = createGracefulShutdown({
     server,
     logger,
     timeoutMs: shutdownTimeoutMs,
     delayMs: shutdownDelayMs,
-    hooks: onShutdown,
+    hooks: metrics ? [...onShutdown, () => closeServer(metrics)] : onShutdown,
   });
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.once(signal, () => {
@@ -56,4 +65,11 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
   }
   logger.info({ port, host }, "listening");
   return server;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }

@@ -44,6 +44,8 @@ export class CounterProcess {
         NODE_ENV: "test",
         LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
         PORT: String(port),
+        // Replicas side by side on one host: each its own metrics port.
+        METRICS_PORT: "0",
         SHUTDOWN_TIMEOUT_MS: "3000",
         ...counterEnv({ postgres, redis, id }),
         ...env,
