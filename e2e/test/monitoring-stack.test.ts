@@ -64,15 +64,7 @@ beforeAll(async () => {
   for (const file of ["postgres_monitoring_password.txt", "redis_password.txt"])
     passwords.push((await readFile(join(stack.directory, "secrets", file), "utf8")).trim());
   await stack.up();
-  // Until db-setup (issue 22) creates the monitoring role, the test does, as it will:
-  // a login in pg_monitor with the secret's password.
-  await stack.compose([
-    ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
-    ...["--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--command"],
-    `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'monitoring') THEN
-       CREATE ROLE monitoring LOGIN PASSWORD '${passwords[0]}' IN ROLE pg_monitor;
-     END IF; END $$`,
-  ]);
+  // The monitoring role, with the secret's password: db-setup (infra/postgres) made it.
   prometheus = await stack.url("prometheus", 9090);
 });
 afterAll(async () => {
