@@ -3,9 +3,13 @@
 #   secrets/                          0700: only you can enter it
 #   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000)
 #   secrets/redis_password.txt        random, 0644
+#   secrets/postgres_backup_password.txt
+#                                     random, 0644: the backup role's
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
 #   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
 # A real certificate replaces the last two (see the README). Existing files are kept.
+# It also makes the backup service's directory (BACKUP_DIR, default backups/), 0700,
+# owned by uid 999, the user the service writes as.
 # Usage: bash infra/init-secrets.sh [HOST]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +21,7 @@ umask 077
 mkdir -p secrets
 chmod 700 secrets
 
-for name in postgres_password redis_password; do
+for name in postgres_password redis_password postgres_backup_password; do
   if [ ! -s "secrets/$name.txt" ]; then
     openssl rand -base64 32 > "secrets/$name.txt"
     echo "created secrets/$name.txt"
@@ -34,3 +38,19 @@ fi
 
 # Readable inside the containers (Compose bind-mounts them as they are).
 chmod 644 secrets/*.txt secrets/*.pem
+
+# Where the backup service writes (docker-compose.prod.yml mounts it; Docker would make a
+# missing one root's). Only root may give a directory to another user.
+backup_dir="${BACKUP_DIR:-./backups}"
+if [ ! -d "$backup_dir" ]; then
+  mkdir -p "$backup_dir"
+  echo "created $backup_dir (BACKUP_DIR)"
+fi
+if [ "$(stat -c %u "$backup_dir")" != 999 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    chown 999:999 "$backup_dir"
+    chmod 700 "$backup_dir"
+  else
+    echo "the backup service writes $backup_dir as uid 999: sudo chown 999:999 '$backup_dir'" >&2
+  fi
+fi

@@ -7,7 +7,7 @@ import { ComposeProject } from "./support/compose.ts";
 interface Service {
   image?: string;
   ports?: unknown[];
-  volumes?: { type: string; source?: string }[];
+  volumes?: { type: string; source?: string; target?: string }[];
   healthcheck?: { test?: string[]; disable?: boolean };
   read_only?: boolean;
   cap_drop?: string[];
@@ -37,24 +37,25 @@ describe("compose files", () => {
       "base + development override + Compose Watch",
       ["docker-compose.yml", "docker-compose.override.yml", "docker-compose.watch.yml"],
     ],
-  ])("%s is valid", async (_name, files) => {
+  ])("%s is valid", async (name, files) => {
     const config = await resolvedConfig(files);
-    expect(Object.keys(config.services).sort()).toEqual([
-      "backend",
-      "cache",
-      "counter",
-      "db",
-      "frontend",
-    ]);
+    // Production adds the scheduled backups.
+    const extra = name.includes("production") ? ["backup"] : [];
+    expect(Object.keys(config.services).sort()).toEqual(
+      ["backend", "cache", "counter", "db", "frontend", ...extra].sort(),
+    );
   });
 
   describe("production", async () => {
     const { services } = await resolvedConfig(["docker-compose.yml", "docker-compose.prod.yml"]);
     const entries = Object.entries(services);
 
-    it("has no bind mounts", () => {
+    it("has no bind mounts but the backup directory", () => {
       for (const [name, service] of entries) {
-        expect(service.volumes?.filter((v) => v.type === "bind") ?? [], name).toEqual([]);
+        const binds = service.volumes?.filter((v) => v.type === "bind") ?? [];
+        // Backups belong on the host (BACKUP_DIR), to be copied off it.
+        if (name === "backup") expect(binds.map((v) => v.target)).toEqual(["/backups"]);
+        else expect(binds, name).toEqual([]);
       }
     });
 
@@ -74,6 +75,7 @@ describe("compose files", () => {
       expect(secretNames(services.counter)).toEqual(["postgres_password", "redis_password"]);
       expect(secretNames(services.db)).toEqual(["postgres_password"]);
       expect(secretNames(services.cache)).toEqual(["redis_password"]);
+      expect(secretNames(services.backup)).toEqual(["postgres_backup_password"]);
       for (const [name, service] of entries) {
         for (const key of Object.keys(service.environment ?? {})) {
           expect(key, name).not.toMatch(/PASSWORD$|KEY$/);
@@ -99,7 +101,7 @@ describe("compose files", () => {
 
     it("runs no service as root", () => {
       // The Node images set USER node themselves; the others are set here.
-      for (const name of ["frontend", "db", "cache"]) {
+      for (const name of ["frontend", "db", "cache", "backup"]) {
         expect(services[name]?.user, name).toMatch(/^[1-9]\d*:[1-9]\d*$/);
       }
     });

@@ -37,8 +37,9 @@ const httpUrl = `http://localhost:${httpPort}`;
 let pki: TestPki;
 let client: TrustingClient;
 /** Every secret value, none of which may show in `docker inspect` or `docker history`. */
-const secrets: { postgres: string; redis: string; tlsKeyLines: string[] } = {
+const secrets: { postgres: string; backup: string; redis: string; tlsKeyLines: string[] } = {
   postgres: "",
+  backup: "",
   redis: "",
   tlsKeyLines: [],
 };
@@ -63,12 +64,14 @@ beforeAll(async () => {
   await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
   secrets.postgres = (await readFile(join(dir, "postgres_password.txt"), "utf8")).trim();
   secrets.redis = (await readFile(join(dir, "redis_password.txt"), "utf8")).trim();
+  secrets.backup = (await readFile(join(dir, "postgres_backup_password.txt"), "utf8")).trim();
   // The key's base64 lines (the header lines are not secret).
   secrets.tlsKeyLines = pki.serverKey
     .split("\n")
     .filter((line) => line.length > 0 && !line.startsWith("-----"));
   expect(secrets.postgres.length).toBeGreaterThan(20);
   expect(secrets.redis.length).toBeGreaterThan(20);
+  expect(secrets.backup.length).toBeGreaterThan(20);
   expect(secrets.tlsKeyLines.length).toBeGreaterThan(0);
   await stack.up();
 });
@@ -155,7 +158,7 @@ describe("production stack", () => {
 
   it("runs every container as a non-root user on a read-only root filesystem", async () => {
     const all = await containers();
-    expect(all.length).toBe(7);
+    expect(all.length).toBe(8);
     for (const { id, service } of all) {
       expect(await dockerExec(id, ["id", "-u"]), service).not.toBe("0");
       await expect(
@@ -166,7 +169,7 @@ describe("production stack", () => {
   });
 
   it("keeps the secrets out of container configurations and image layers", async () => {
-    const values = [secrets.postgres, secrets.redis, ...secrets.tlsKeyLines];
+    const values = [secrets.postgres, secrets.backup, secrets.redis, ...secrets.tlsKeyLines];
     for (const { id, service } of await containers()) {
       // The whole configuration: environment, command, labels, mounts.
       const { stdout: inspect } = await run("docker", ["inspect", id]);
@@ -284,6 +287,7 @@ describe("production stack", () => {
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     for (const file of [
       "postgres_password.txt",
+      "postgres_backup_password.txt",
       "redis_password.txt",
       "tls_certificate.pem",
       "tls_key.pem",
@@ -298,6 +302,7 @@ describe("production stack", () => {
     expect(states).toEqual([
       "backend running healthy",
       "backend running healthy",
+      "backup running healthy",
       "cache running healthy",
       "counter running healthy",
       "counter running healthy",
