@@ -2,4 +2,13 @@ import { defineConfig } from "vitest/config";
 
 // The tests drive real containers: building the image and waiting for nginx to report
 // healthy take seconds, and one test waits out nginx's upstream read timeout, twice.
-export default defineConfig({ test: { testTimeout: 120_000, hookTimeout: 180_000 } });
+// The image and the fake services are made once (globalSetup) for every file; the files
+// run one at a time, so no two read the fakes' recorded requests at once.
+export default defineConfig({
+  test: {
+    globalSetup: ["test/support/global-setup.ts"],
+    fileParallelism: false,
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+  },
+});

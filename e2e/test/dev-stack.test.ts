@@ -1,7 +1,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, eventually } from "./support/compose.ts";
+import { ComposeProject } from "./support/compose.ts";
 
 // `docker compose up --build` exactly as a developer runs it (base + the
 // auto-loaded override), from a copy of the repository so hot reload can be

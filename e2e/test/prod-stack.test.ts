@@ -1,39 +1,20 @@
 import { execFile } from "node:child_process";
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { http2Request, makeTestPki, type TestPki, tlsHandshake } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { artifactPath, launchChromium } from "./support/browser.ts";
-import {
-  ComposeProject,
-  freePorts,
-  postgresCount,
-  waitForBothBackendReplicas,
-} from "./support/compose.ts";
-import { http2Get, TrustingClient, tlsHandshake } from "./support/https.ts";
-import { makeTestPki, type TestPki } from "./support/tls.ts";
+import { postgresCount, waitForBothBackendReplicas } from "./support/compose.ts";
+import { TrustingClient } from "./support/https.ts";
+import { prepareProductionSecrets, productionStack } from "./support/production.ts";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// The production stack exactly as docs/PRODUCTION.md's "First start" runs it, from a
-// copy of the repository: a certificate (here from a throwaway CA the tests trust) in
-// secrets/, then infra/init-secrets.sh for the rest. Fixed free ports, because the
-// frontend must know its public HTTPS port for the redirect from HTTP (and so the
-// address stays the same over down/up). Rate limits off: every request of the tests comes
-// from one address; the rate-limit test turns them on for itself.
-const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
-const stack = new ComposeProject({
-  files: ["docker-compose.yml", "docker-compose.prod.yml"],
-  copyRepo: true,
-  env: {
-    FRONTEND_PORT: String(httpPort),
-    FRONTEND_HTTPS_PORT: String(httpsPort),
-    RATE_LIMIT: "off",
-  },
-});
-const url = `https://localhost:${httpsPort}`;
-const httpUrl = `http://localhost:${httpPort}`;
+// The production stack exactly as docs/PRODUCTION.md's "First start" runs it, with a
+// certificate from a throwaway CA the tests trust (support/production.ts).
+const { stack, httpsPort, url, httpUrl } = await productionStack();
 let pki: TestPki;
 let client: TrustingClient;
 /** Every secret value, none of which may show in `docker inspect` or `docker history`. */
@@ -45,23 +26,10 @@ const secrets: { postgres: string; backup: string; redis: string; tlsKeyLines: s
 };
 
 beforeAll(async () => {
-  await stack.prepare();
   pki = await makeTestPki();
   client = new TrustingClient(pki.caCertificate);
+  await prepareProductionSecrets(stack, pki);
   const dir = join(stack.directory, "secrets");
-  await mkdir(dir, { recursive: true });
-  // The chain, server certificate first, as docs/PRODUCTION.md asks (an ACME client's
-  // fullchain.pem). Here it ends with the test CA itself: Chromium's
-  // --ignore-certificate-errors-spki-list (launchChromium's trustSpkiHashes) matches only
-  // the certificates the server presents, so the CA's key must be among them.
-  await writeFile(
-    join(dir, "tls_certificate.pem"),
-    `${pki.serverCertificate.trimEnd()}\n${pki.caCertificate}`,
-    { mode: 0o600 },
-  );
-  await writeFile(join(dir, "tls_key.pem"), pki.serverKey, { mode: 0o600 });
-  // Keeps the certificate and key, creates the passwords, sets the modes.
-  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
   secrets.postgres = (await readFile(join(dir, "postgres_password.txt"), "utf8")).trim();
   secrets.redis = (await readFile(join(dir, "redis_password.txt"), "utf8")).trim();
   secrets.backup = (await readFile(join(dir, "postgres_backup_password.txt"), "utf8")).trim();
@@ -241,8 +209,8 @@ describe("production stack", () => {
   });
 
   it("answers HTTPS with HTTP/2 and HSTS, and only TLS 1.2 or newer", async () => {
-    const h2 = await http2Get(url, "/", pki.caCertificate);
-    expect(h2.alpnProtocol).toBe("h2");
+    const h2 = await http2Request(url, "/", pki.caCertificate);
+    expect(h2.alpn).toBe("h2");
     expect(h2.status).toBe(200);
     const hsts = String(h2.headers["strict-transport-security"] ?? "");
     expect(Number(hsts.match(/max-age=(\d+)/)?.[1])).toBeGreaterThanOrEqual(31_536_000);

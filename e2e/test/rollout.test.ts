@@ -3,41 +3,26 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { makeTestPki } from "@app/test-support";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, freePorts, postgresCount } from "./support/compose.ts";
+import { postgresCount } from "./support/compose.ts";
+import { PROD_FILES, prepareProductionSecrets, productionStack } from "./support/production.ts";
 import { describeFailures, failures, type StreamRecord, startStream } from "./support/stream.ts";
-import { makeTestPki } from "./support/tls.ts";
 
 const run = promisify(execFile);
 
 // The production stack under a steady stream of plain clients (GET /api/data and
 // POST /api/visits, no retries, no Idempotency-Key) while infra/rollout.sh replaces
 // backend and counter with images that differ: no request may fail.
-const FILES = ["docker-compose.yml", "docker-compose.prod.yml"];
-// Fixed free ports: the frontend must know its public HTTPS port (see prod-stack.test.ts).
-const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
-const stack = new ComposeProject({
-  files: FILES,
-  copyRepo: true,
-  env: {
-    FRONTEND_PORT: String(httpPort),
-    FRONTEND_HTTPS_PORT: String(httpsPort),
-    // One client address, many requests: the limits would answer with 429.
-    RATE_LIMIT: "off",
-  },
-});
-const url = `https://localhost:${httpsPort}`;
+const { stack, url } = await productionStack();
 const MESSAGE_SOURCE = "apps/backend/src/app.ts";
 const MESSAGE_LINE = /export const MESSAGE = "[^"]*";/;
 let dispatcher: Agent;
 
 beforeAll(async () => {
-  await stack.prepare();
   const pki = await makeTestPki();
-  await writeFile(join(stack.directory, "secrets/tls_certificate.pem"), pki.serverCertificate);
-  await writeFile(join(stack.directory, "secrets/tls_key.pem"), pki.serverKey);
-  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+  await prepareProductionSecrets(stack, pki);
   await stack.up();
   dispatcher = new Agent({ connect: { ca: pki.caCertificate } });
 });
@@ -60,7 +45,7 @@ async function rollout(args: string[], extra: Record<string, string> = {}) {
         ...stack.environment(),
         ...extra,
         COMPOSE_PROJECT_NAME: stack.name,
-        COMPOSE_FILE: FILES.join(":"),
+        COMPOSE_FILE: PROD_FILES.join(":"),
       },
       timeout: 600_000,
     });

@@ -2,14 +2,11 @@ import { execFile, execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  ComposeProject,
-  eventually,
-  freePorts,
-  waitForBothBackendReplicas,
-} from "./support/compose.ts";
+import { waitForBothBackendReplicas } from "./support/compose.ts";
 import { TrustingClient } from "./support/https.ts";
+import { prepareProductionSecrets, productionStack } from "./support/production.ts";
 
 const run = promisify(execFile);
 
@@ -19,19 +16,8 @@ const run = promisify(execFile);
 // certificate for localhost, which the tests trust as a browser would after the warning.
 // The frontend publishes its ports in host mode on fixed free ports: HTTPS, and HTTP that
 // redirects there (PUBLIC_HTTPS_PORT must name the real port).
-const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
-const stack = new ComposeProject({
-  files: ["docker-compose.yml", "docker-compose.prod.yml"],
-  copyRepo: true,
-  env: {
-    FRONTEND_PORT: String(httpPort),
-    FRONTEND_HTTPS_PORT: String(httpsPort),
-    // 100 concurrent visits from one address below: a load test, not a client.
-    RATE_LIMIT: "off",
-  },
-});
+const { stack, url, httpPort } = await productionStack();
 const stackName = stack.name;
-const url = `https://localhost:${httpsPort}`;
 let client: TrustingClient | undefined;
 let swarmStartedHere = false;
 
@@ -54,8 +40,7 @@ describe.runIf(enabled)("production stack on Docker Swarm", () => {
         });
       }
     }
-    await stack.prepare();
-    await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+    await prepareProductionSecrets(stack);
     client = new TrustingClient(
       await readFile(join(stack.directory, "secrets/tls_certificate.pem"), "utf8"),
     );

@@ -50,7 +50,8 @@ cache.connect();
 const app = createCounterApp({
   counter,
   logger,
-  readiness: { postgres: () => postgres.ping(), redis: () => cache.ping() },
+  // Ready once the counter's row can be read (its schema is created again if it is gone).
+  readiness: { postgres: async () => void (await postgres.read()), redis: () => cache.ping() },
   exposeErrors: config.NODE_ENV === "development",
 });
 

@@ -1,6 +1,5 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
-import { DeadlineError, withDeadline } from "./deadline.ts";
 import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
 
 export interface PostgresOptions {
@@ -9,7 +8,7 @@ export interface PostgresOptions {
   user: string;
   password: string;
   database: string;
-  /** Deadline of one request's work (queue, connection, every statement). */
+  /** The longest a statement, or the wait for a connection, may take. */
   timeoutMs: number;
 }
 
@@ -28,12 +27,9 @@ export interface CountedBatch {
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
 const MIGRATION_LOCK_KEY = 727_001;
 
-// Named: each connection prepares it once, and later calls skip parsing and planning.
-const COUNT = {
-  name: "count_visits",
-  text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3)",
-};
-const READ = { name: "read_count", text: "SELECT count FROM visit_counts WHERE id = $1" };
+// What a lost database looks like to a statement (the volume was replaced, the data is
+// new): undefined_table, undefined_function, and count_visits' own no_data_found.
+const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
 
 // At most `$3` expired keys per call, skipping rows another replica is deleting.
 const DELETE_EXPIRED = `
@@ -43,26 +39,28 @@ const DELETE_EXPIRED = `
     ORDER BY created_at LIMIT $3
     FOR UPDATE SKIP LOCKED)`;
 
-/** The counter's only source of numbers: one row per counter in `visit_counts`. */
+/**
+ * The counter's only source of numbers: one row per counter in `visit_counts`. Every
+ * statement has a deadline on both sides: the client gives up on its answer
+ * (`query_timeout`, and the pool then closes the connection, which makes the server roll
+ * back whatever it had not committed) and the server on its work (`statement_timeout`),
+ * so neither a frozen server nor a frozen replica holds the counter's row for long.
+ */
 export class PostgresStore {
   readonly pool: pg.Pool;
   readonly #id: string;
-  readonly #timeoutMs: number;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
 
   constructor(id: string, options: PostgresOptions, logger: Logger) {
     const { timeoutMs, ...connection } = options;
     this.#id = id;
-    this.#timeoutMs = timeoutMs;
     this.#logger = logger;
     this.pool = new pg.Pool({
       ...connection,
       max: 10,
       connectionTimeoutMillis: timeoutMs,
-      // The server's own deadlines, so a connection whose client gave up (see #withClient),
-      // or a replica that froze in the middle of a batch, cannot hold the counter's row
-      // lock (and stall every replica's visits) for longer than a request may take.
+      query_timeout: timeoutMs,
       statement_timeout: timeoutMs,
       idle_in_transaction_session_timeout: timeoutMs,
       // A visit is answered only once its commit is on disk, whatever the server's default.
@@ -76,11 +74,21 @@ export class PostgresStore {
   }
 
   /**
-   * Creates the tables and the counter's row, once per process. A failure is not
-   * remembered: the app starts while PostgreSQL is down and migrates on first use.
+   * Creates the tables, the function and the counter's row; once, and again after a
+   * statement found them gone. A failure is not remembered: the app starts while
+   * PostgreSQL is down and migrates on first use.
    */
   ensureSchema(): Promise<void> {
-    const migrate = async (client: pg.PoolClient) => {
+    this.#schemaReady ??= this.#migrate().catch((error: unknown) => {
+      this.#schemaReady = undefined;
+      throw error;
+    });
+    return this.#schemaReady;
+  }
+
+  async #migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
       const { rows } = await client.query<{ present: boolean }>(SCHEMA_PRESENT);
@@ -94,13 +102,12 @@ export class PostgresStore {
         [this.#id],
       );
       await client.query("COMMIT");
+      client.release();
       this.#logger.info("postgres: schema ready");
-    };
-    this.#schemaReady ??= this.#withClient(10_000, migrate, false).catch((error: unknown) => {
-      this.#schemaReady = undefined;
+    } catch (error) {
+      client.release(error instanceof Error ? error : true);
       throw error;
-    });
-    return this.#schemaReady;
+    }
   }
 
   /**
@@ -109,52 +116,58 @@ export class PostgresStore {
    * any: a key counted before (or earlier in this batch) gets its number back,
    * `replayed`. Resolves only after the commit, within `timeoutMs` or not at all.
    */
-  countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number): Promise<CountedBatch> {
+  async countBatch(
+    keys: ReadonlyArray<string | undefined>,
+    timeoutMs: number,
+  ): Promise<CountedBatch> {
     const distinct = [...new Set(keys.filter((key) => key !== undefined))];
     const anonymous = keys.length - keys.filter((key) => key !== undefined).length;
-    return this.#withClient(timeoutMs, async (client) => {
-      const { rows } = await client.query<{
-        key: string | null;
-        number: string;
-        replayed: boolean;
-      }>({ ...COUNT, values: [this.#id, distinct, anonymous] });
-      const total = Number(rows.find((row) => row.key === null)?.number);
-      if (!Number.isSafeInteger(total)) throw new Error("postgres: count_visits gave no count");
-      const byKey = new Map(rows.map((row) => [row.key, row]));
-      // The anonymous visits have the start of the new range, in the order they came.
-      let next = total - (distinct.length - rows.filter((row) => row.replayed).length) - anonymous;
-      const seen = new Set<string>();
-      const visits = keys.map((key) => {
-        if (key === undefined) return { count: ++next, replayed: false };
-        const row = byKey.get(key);
-        const repeated = seen.has(key); // again in this batch: the same number, a replay
-        seen.add(key);
-        return { count: Number(row?.number), replayed: (row?.replayed ?? false) || repeated };
-      });
-      return { visits, count: total };
+    const { rows } = await this.#query<{ key: string | null; number: string; replayed: boolean }>({
+      // Named: each connection prepares it once, then skips parsing and planning.
+      name: "count_visits",
+      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4)",
+      values: [this.#id, distinct, anonymous, timeoutMs],
+      query_timeout: timeoutMs,
     });
+    const total = Number(rows.find((row) => row.key === null)?.number);
+    const byKey = new Map(rows.filter((row) => row.key !== null).map((row) => [row.key, row]));
+    if (!Number.isSafeInteger(total) || byKey.size !== distinct.length)
+      throw new Error("postgres: count_visits returned an inconsistent batch");
+    // The anonymous visits have the start of the new range, in the order they came.
+    let next = total - rows.filter((row) => row.key !== null && !row.replayed).length - anonymous;
+    const seen = new Set<string>();
+    const visits = keys.map((key) => {
+      if (key === undefined) return { count: ++next, replayed: false };
+      const row = byKey.get(key);
+      const repeated = seen.has(key); // again in this batch: the same number, a replay
+      seen.add(key);
+      return { count: Number(row?.number), replayed: (row?.replayed ?? false) || repeated };
+    });
+    return { visits, count: total };
   }
 
   /** The committed count. */
   async read(): Promise<number> {
-    return this.#withClient(this.#timeoutMs, async (client) => {
-      const { rows } = await client.query<{ count: string }>({ ...READ, values: [this.#id] });
-      const count = Number(rows[0]?.count);
-      if (!Number.isSafeInteger(count)) throw new Error(`postgres: counter ${this.#id} missing`);
-      return count;
+    const { rows } = await this.#query<{ count: string }>({
+      name: "read_count",
+      text: "SELECT count FROM visit_counts WHERE id = $1",
+      values: [this.#id],
     });
+    const count = Number(rows[0]?.count);
+    if (!Number.isSafeInteger(count)) {
+      this.#schemaReady = undefined; // the row is gone: create it again
+      throw new Error(`postgres: counter ${this.#id} missing`);
+    }
+    return count;
   }
 
   /** Deletes at most `limit` of the keys older than `ttlSeconds`; returns how many. */
   async deleteExpiredKeys(ttlSeconds: number, limit: number): Promise<number> {
-    const result = await this.#withClient(this.#timeoutMs, (client) =>
-      client.query(DELETE_EXPIRED, [this.#id, ttlSeconds, limit]),
-    );
+    const result = await this.#query({
+      text: DELETE_EXPIRED,
+      values: [this.#id, ttlSeconds, limit],
+    });
     return result.rowCount ?? 0;
-  }
-
-  async ping(): Promise<void> {
-    await this.#withClient(this.#timeoutMs, (client) => client.query("SELECT 1"));
   }
 
   close(): Promise<void> {
@@ -162,40 +175,20 @@ export class PostgresStore {
   }
 
   /**
-   * Runs `work` on one pooled connection within `timeoutMs`, the wait for a connection
-   * and the schema (on first use) included. A connection that failed or ran out of time
-   * is destroyed, never reused: closing it also makes the server roll back whatever it
-   * had not committed.
+   * One statement on a pooled connection, after the schema (pg-pool closes a connection
+   * whose statement failed). `query_timeout` overrides the pool's deadline.
    */
-  async #withClient<T>(
-    timeoutMs: number,
-    work: (client: pg.PoolClient) => Promise<T>,
-    migrateFirst = true,
-  ): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    if (migrateFirst) await withDeadline(this.ensureSchema(), timeoutMs, "postgres: no schema");
-    if (deadline <= Date.now()) throw new DeadlineError("postgres: no time left");
-    const checkout = this.pool.connect();
-    let client: pg.PoolClient;
+  async #query<Row extends pg.QueryResultRow>(
+    query: pg.QueryConfig & { query_timeout?: number },
+  ): Promise<pg.QueryResult<Row>> {
+    await this.ensureSchema();
     try {
-      client = await withDeadline(checkout, deadline - Date.now(), "postgres: no connection");
+      return await this.pool.query<Row>(query);
     } catch (error) {
-      // A connection that arrives after the deadline goes back to the pool, unused.
-      checkout.then((late) => late.release()).catch(() => {});
-      throw error;
-    }
-    // The pool only listens for errors on idle clients; a checked-out client whose
-    // server dies would otherwise crash the process with an unhandled 'error'.
-    const onError = (error: Error) =>
-      this.#logger.debug({ err: error }, "postgres: connection lost");
-    client.on("error", onError);
-    try {
-      const result = await withDeadline(work(client), deadline - Date.now(), "postgres: no answer");
-      client.off("error", onError);
-      client.release();
-      return result;
-    } catch (error) {
-      client.release(error instanceof Error ? error : true);
+      if (SCHEMA_MISSING.has((error as { code?: string }).code ?? "")) {
+        this.#logger.warn({ err: error }, "postgres: schema missing; creating it again");
+        this.#schemaReady = undefined;
+      }
       throw error;
     }
   }

@@ -1,6 +1,6 @@
-// The counter's tables and its one function, applied at every start by
-// PostgresStore.ensureSchema(). Everything here is idempotent, so it also works on a
-// volume made by an older version (whose `visit_counts` row carries over).
+// The counter's tables and its one function, applied by PostgresStore.ensureSchema() at
+// start and again whenever they are found missing. Everything here is idempotent, so it
+// also works on a volume made by an older version (whose `visit_counts` row carries over).
 
 /** Created only where missing (see SCHEMA_PRESENT). */
 export const TABLES = [
@@ -31,19 +31,22 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  * `keys` (distinct). One call is one statement in one transaction: one round trip.
  *
  * 1. Takes the counter's row lock, held until the commit: batches, from every replica,
- *    run one after another. Each statement below sees every batch committed before.
- * 2. A key that is already there was counted by an earlier batch: its visit is being
- *    retried, and gets that number back.
+ *    run one after another. No lock is waited for longer than `timeout_ms`, the batch's
+ *    remaining deadline: a batch its replica gave up on cannot commit much later.
+ * 2. Locks the rows of the keys that are already there: each was counted by an earlier
+ *    batch, its visit is being retried and gets that number back. The lock keeps the
+ *    expired-key cleanup from deleting the row before this batch commits; a row the
+ *    cleanup deleted first is not found, and its key counts as new in step 3.
  * 3. The new visits get the next numbers: those without a key first, then the new keys
  *    in key order, each stored with its number; the row gets the new count.
  *
  * Returns one row per key (its number, and whether it was counted before) and one row
- * with a null key: the count after the batch. (A new version of this function that
- * changes its arguments must take a new name: replicas of both versions run side by
- * side during a rolling update.)
+ * with a null key: the count after the batch. (A version that changes the arguments is a
+ * new overload: replicas of both versions run side by side during a rolling update.)
  */
 export const COUNT_VISITS = `
-CREATE OR REPLACE FUNCTION count_visits(p_counter text, p_keys text[], p_anonymous integer)
+CREATE OR REPLACE FUNCTION count_visits(
+  p_counter text, p_keys text[], p_anonymous integer, p_timeout_ms integer)
 RETURNS TABLE (key text, number bigint, replayed boolean)
 LANGUAGE plpgsql
 -- Plan each statement for the table as it is now: a plan cached while visit_requests was
@@ -56,14 +59,17 @@ DECLARE
   before bigint;
   added integer;
 BEGIN
+  PERFORM set_config('lock_timeout', p_timeout_ms || 'ms', true);
   SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter;
+    -- no_data_found: the store re-creates the schema and the row (data lost, volume new).
+    RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter USING ERRCODE = 'P0002';
   END IF;
 
   RETURN QUERY
     SELECT r.key, r.count, true FROM visit_requests AS r
-    WHERE r.counter_id = p_counter AND r.key = ANY (p_keys);
+    WHERE r.counter_id = p_counter AND r.key = ANY (p_keys)
+    FOR UPDATE;
 
   RETURN QUERY
     INSERT INTO visit_requests AS r (counter_id, key, count)

@@ -1,28 +1,16 @@
 import type { Logger } from "@app/server";
-import { coalesce } from "./coalesce.ts";
 import { withDeadline } from "./deadline.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
-import type { CachedCount, RedisCache } from "./redis-cache.ts";
+import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
 
 /** Expired keys are looked for once this many keys were claimed since the last time. */
 const CLEANUP_EVERY = 500;
 
-/** A counted visit: its number, whether it is the answer to a retry, and whether the cache has it. */
-export interface Visit extends Increment {
-  /**
-   * False when the cache could not be raised (Redis down, frozen, unreachable): until
-   * another visit is counted, or for at most CACHE_TTL_SECONDS, reads may not show it.
-   */
-  cached: boolean;
-}
-
-/** The current count, where it came from, and whether it may be behind. */
+/** The current count, and whether the cache had it. */
 export interface Reading {
   count: number;
-  source: "cache" | "postgres";
-  /** PostgreSQL did not answer, and the cache's count could not be confirmed. */
-  stale: boolean;
+  cache: "hit" | "miss";
 }
 
 /** The counter cannot answer: the client may retry later (HTTP 503). */
@@ -50,13 +38,11 @@ export interface VisitCounterOptions {
  *
  * - POST: PostgreSQL alone hands out numbers. Concurrent visits share one transaction
  *   (VisitBatcher), each gets its own number from the batch's range, and a visit is
- *   answered only after the commit, and after the cached count has been raised to the
- *   batch's count, so a GET that starts after the answer sees it.
- * - GET: the cached count while it is fresh; otherwise PostgreSQL's, which then raises
- *   the cache. With PostgreSQL unreachable, whatever the cache holds, marked stale.
- * - Redis is never trusted for a number: it only ever holds counts PostgreSQL had
- *   confirmed, each fresh for CACHE_TTL_SECONDS after that confirmation, and after every
- *   (re)connection reads ignore it until a count confirmed since has been written to it.
+ *   answered once its batch committed. The cache is told afterwards, never waited for.
+ * - GET: the cached count on a hit; on a miss (or a cache error), PostgreSQL's count,
+ *   which is then cached. Every cached count expires CACHE_TTL after the moment
+ *   PostgreSQL confirmed it, so a read shows at least what PostgreSQL had committed
+ *   CACHE_TTL before the read.
  */
 export class VisitCounter {
   readonly #key: string;
@@ -65,36 +51,21 @@ export class VisitCounter {
   readonly #logger: Logger;
   readonly #timeoutMs: number;
   readonly #keyTtlSeconds: number;
-  readonly #batcher: VisitBatcher<Visit>;
-  /** PostgreSQL's count; concurrent GETs that miss the cache share queries. */
-  readonly #readPostgres: () => Promise<number>;
-  /** Counts Redis (re)connections: a count confirmed before the latest one cannot vouch for it. */
-  #connection = 0;
-  /** Whether, on this connection, Redis has been raised to a count confirmed since it began. */
-  #cacheTrusted = false;
+  readonly #batcher: VisitBatcher<Increment>;
+  /** The PostgreSQL read that concurrent cache misses share, while it runs. */
+  #reading: Promise<number> | undefined;
   #cleaningKeys = false;
   /** Keys claimed since the last cleanup started. */
   #keysAdded = 0;
 
   constructor(options: VisitCounterOptions) {
-    const { id, postgres, cache, logger, timeoutMs } = options;
-    this.#key = `count:${id}`;
-    this.#postgres = postgres;
-    this.#cache = cache;
-    this.#logger = logger;
-    this.#timeoutMs = timeoutMs;
+    this.#key = `count:${options.id}`;
+    this.#postgres = options.postgres;
+    this.#cache = options.cache;
+    this.#logger = options.logger;
+    this.#timeoutMs = options.timeoutMs;
     this.#keyTtlSeconds = options.keyTtlSeconds;
-    this.#readPostgres = coalesce(() => postgres.read());
-    this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), timeoutMs);
-    cache.onReady(() => {
-      // Redis may come back empty, or with an older count (restored from an older file,
-      // or raises lost while it was frozen): distrust it until it is raised again.
-      this.#connection++;
-      this.#cacheTrusted = false;
-      void this.#readPostgresAndRaise().catch((error: unknown) => {
-        this.#logger.debug({ err: error }, "cache not refreshed after reconnecting");
-      });
-    });
+    this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), options.timeoutMs);
   }
 
   /**
@@ -102,7 +73,7 @@ export class VisitCounter {
    * retry of the same visit, within `keyTtlSeconds`, gets the first attempt's number
    * back (`replayed`) instead of being counted again.
    */
-  async increment(idempotencyKey?: string): Promise<Visit> {
+  async increment(idempotencyKey?: string): Promise<Increment> {
     try {
       return await this.#batcher.count(idempotencyKey);
     } catch (error) {
@@ -116,67 +87,54 @@ export class VisitCounter {
 
   /** The current count, without counting. */
   async current(): Promise<Reading> {
-    let cached: CachedCount | null = null;
     if (this.#cache.isReady) {
-      cached = await this.#cache.get(this.#key).catch((error: unknown) => {
+      const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
         this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
         return null;
       });
-      if (cached?.fresh && this.#cacheTrusted) {
-        return { count: cached.count, source: "cache", stale: false };
-      }
+      if (cached !== null) return { count: cached, cache: "hit" };
     }
     try {
-      return { count: await this.#readPostgresAndRaise(), source: "postgres", stale: false };
+      // Joining a read that is already running is safe: it started at most the
+      // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
+      this.#reading ??= this.#readPostgres().finally(() => {
+        this.#reading = undefined;
+      });
+      return { count: await this.#reading, cache: "miss" };
     } catch (error) {
-      // Better an old count, said to be possibly behind, than none.
-      if (cached) return { count: cached.count, source: "cache", stale: true };
       throw new CounterUnavailableError(
-        "Visit counter unavailable: neither the cache nor PostgreSQL answered",
+        "Visit counter unavailable: PostgreSQL did not answer",
         error,
       );
     }
   }
 
-  /** PostgreSQL's count, within the request deadline; the cache is raised to it meanwhile. */
-  async #readPostgresAndRaise(): Promise<number> {
-    const connection = this.#connection;
+  async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
-    const count = await withDeadline(this.#readPostgres(), this.#timeoutMs, "postgres: no count");
-    void this.#raiseCache(count, confirmedAt, connection);
+    const count = await withDeadline(this.#postgres.read(), this.#timeoutMs, "postgres: no count");
+    this.#store(count, confirmedAt);
     return count;
   }
 
   async #countBatch(keys: ReadonlyArray<string | undefined>, timeoutMs: number) {
-    const connection = this.#connection;
     const confirmedAt = Date.now();
     const counted = await this.#postgres.countBatch(keys, timeoutMs);
-    // Before the visits are answered: a GET that starts after an answer sees its number.
     // The batch's count, not its highest number: a replay's number may be long past.
-    const cached = await this.#raiseCache(counted.count, confirmedAt, connection);
+    this.#store(counted.count, confirmedAt);
     this.#keysAdded += keys.filter((key) => key !== undefined).length;
     if (this.#keysAdded >= CLEANUP_EVERY) this.#deleteExpiredKeys();
-    return counted.visits.map((visit) => ({ ...visit, cached }));
+    return counted.visits;
   }
 
   /**
-   * Raises the cache to a count PostgreSQL confirmed at `confirmedAt`, while Redis was
-   * on `connection`. Never fails: a cache that cannot be raised is skipped (the next
-   * raise carries PostgreSQL's count, this batch included, and a cached count stops
-   * being fresh CACHE_TTL_SECONDS after its confirmation).
+   * Caches a count PostgreSQL had at `confirmedAt` or later, in the background: nobody
+   * waits for it, and a cache that missed it expires its older count by itself.
    */
-  async #raiseCache(count: number, confirmedAt: number, connection: number): Promise<boolean> {
-    if (!this.#cache.isReady) return false;
-    try {
-      await this.#cache.raise(this.#key, count, confirmedAt);
-      // Confirmed after this connection began: the cache holds at least what was
-      // committed before the connection, and every later commit raises it in turn.
-      if (connection === this.#connection) this.#cacheTrusted = true;
-      return true;
-    } catch (error) {
-      this.#logger.debug({ err: error }, "cache not raised");
-      return false;
-    }
+  #store(count: number, confirmedAt: number): void {
+    if (!this.#cache.isReady) return;
+    this.#cache.store(this.#key, count, confirmedAt).catch((error: unknown) => {
+      this.#logger.debug({ err: error }, "count not cached");
+    });
   }
 
   /**

@@ -32,4 +32,14 @@ describe("counter config", () => {
       }
     },
   );
+
+  it("rejects a cache lifetime no longer than the PostgreSQL deadline", () => {
+    expect(() =>
+      loadCounterConfig({
+        POSTGRES_PASSWORD: "pw",
+        CACHE_TTL_SECONDS: "2",
+        POSTGRES_TIMEOUT_MS: "2000",
+      }),
+    ).toThrow(/CACHE_TTL_SECONDS: must be longer than POSTGRES_TIMEOUT_MS/);
+  });
 });

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { cp, mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { eventually } from "@app/test-support";
 import { expect } from "vitest";
 
 const run = promisify(execFile);
@@ -13,6 +13,19 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 // secrets (a test that needs secrets makes fresh ones in its copy).
 const SKIP =
   /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$/;
+
+/**
+ * A throwaway copy of the repository in a new temporary directory (without SKIP's
+ * files), for a test that edits sources or creates secrets. The caller removes it.
+ */
+export async function copyRepository(prefix: string): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  await cp(REPO_ROOT, directory, {
+    recursive: true,
+    filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
+  });
+  return directory;
+}
 
 export interface ComposeOptions {
   /** Compose files, relative to the project directory, in merge order. */
@@ -40,13 +53,7 @@ export class ComposeProject {
   }
 
   async prepare(): Promise<this> {
-    if (this.#options.copyRepo) {
-      this.directory = await mkdtemp(join(tmpdir(), `${this.name}-`));
-      await cp(REPO_ROOT, this.directory, {
-        recursive: true,
-        filter: (source) => !SKIP.test(source.slice(REPO_ROOT.length)),
-      });
-    }
+    if (this.#options.copyRepo) this.directory = await copyRepository(this.name);
     return this;
   }
 
@@ -83,7 +90,7 @@ export class ComposeProject {
       // Every published port random (0): no clash with anything on the host. The
       // production frontend must know its public HTTPS port (PUBLIC_HTTPS_PORT, for
       // the redirect from HTTP), which cannot be 0: a test that starts it passes fixed
-      // free ports (freePorts()) in `env`.
+      // free ports (support/production.ts) in `env`.
       FRONTEND_PORT: "0",
       FRONTEND_HTTPS_PORT: "0",
       BACKEND_PORT: "0",
@@ -129,44 +136,6 @@ export class ComposeProject {
 
   async logs(): Promise<string> {
     return this.compose(["logs", "--no-color", "--tail", "50"]).catch((error) => String(error));
-  }
-}
-
-/** Polls until `check` passes (returns without throwing); rethrows its last error after the timeout. */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-/**
- * Ports free on every host address right now, all different (held open together until
- * each is known): for published ports that must stay the same over restarts.
- */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, "0.0.0.0", resolve);
-      });
-      ports.push((server.address() as { port: number }).port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(
-      servers.map((server) => new Promise((resolve) => server.close(() => resolve(undefined)))),
-    );
   }
 }
 

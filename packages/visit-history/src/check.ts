@@ -1,4 +1,4 @@
-import { acknowledgement, type History, type VisitRecord, type Window } from "./history.ts";
+import { acknowledgement, type History, type VisitRecord } from "./history.ts";
 
 export interface CheckOptions {
   /** PostgreSQL's count before the first visit of the history. */
@@ -6,21 +6,10 @@ export interface CheckOptions {
   /** PostgreSQL's count after the last visit had its answer. */
   finalCount: number;
   /**
-   * Reads that start inside these windows are exempt from the read guarantee: a fault
-   * that loses the cache's data (emptied, restarted, restored) and the cache lifetime
-   * after it (see the counter's read guarantee).
+   * How far behind PostgreSQL a read may be (the counter's CACHE_TTL): a read must show
+   * every number acknowledged this long before it started. Default 0.
    */
-  readExemptions?: Window[];
-  /**
-   * How long after its answer a visit marked `X-Counter-Cache: missed` may be missing
-   * from reads: the cache lifetime plus a margin. Default 0 (never).
-   */
-  cacheMissGraceMs?: number;
-  /**
-   * Reads marked stale are only expected while the database is unreachable: when given,
-   * a stale read that starts outside these windows is a violation. Default: anywhere.
-   */
-  staleWindows?: Window[];
+  cacheTtlMs?: number;
   /**
    * The numbers the database holds for Idempotency-Keys (key → number): every keyed
    * visit must have been acknowledged with its key's durable number.
@@ -46,11 +35,11 @@ export interface CheckResult {
   unanswered: number;
   /** Acknowledged keyed visits sent again whose answer replayed their number. */
   replaysChecked: number;
-  /** Acknowledged visits whose answer said the cache missed them. */
-  cacheMissed: number;
   reads: number;
   readsChecked: number;
-  readsExempt: number;
+  /** Checked reads answered from the cache (`X-Cache: hit`) and from PostgreSQL (`miss`). */
+  cacheHits: number;
+  cacheMisses: number;
 }
 
 /**
@@ -73,21 +62,13 @@ const countedAtMost = (visit: VisitRecord) =>
  *     (unless a proxy retries visits itself: `proxyRetries`);
  * (d) real-time order: a visit acknowledged before another visit's first attempt
  *     started has the smaller number;
- * (e) reads: a read not marked stale and outside the exemptions shows at least every
- *     number acknowledged before it started (one whose answer said the cache missed it:
- *     `cacheMissGraceMs` after its answer), and never more than the final count; a
- *     stale read only happens inside `staleWindows` (when given).
+ * (e) reads: a read shows at least every number acknowledged `cacheTtlMs` before it
+ *     started, and never more than PostgreSQL can have had when it ended: the initial
+ *     count plus every time a visit sent by then may have been counted (nor more than
+ *     the final count).
  */
 export function checkHistory(history: History, options: CheckOptions): CheckResult {
-  const {
-    initialCount,
-    finalCount,
-    readExemptions = [],
-    cacheMissGraceMs = 0,
-    staleWindows,
-    durableKeys,
-    proxyRetries = false,
-  } = options;
+  const { initialCount, finalCount, cacheTtlMs = 0, durableKeys, proxyRetries = false } = options;
   const violations: string[] = [];
   const report = (kind: string, message: string) => {
     if (violations.filter((line) => line.startsWith(kind)).length < 20)
@@ -177,43 +158,36 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
     }
   }
 
-  // (e) reads.
-  // When each number becomes the least a read must show.
+  // (e) reads: sweep the reads in start order for the floor, in end order for the ceiling.
   const ackEnds = acked
-    .map(({ ack, count }) => ({ at: ack.end + (ack.cacheMissed ? cacheMissGraceMs : 0), count }))
+    .map(({ ack, count }) => ({ at: ack.end, count }))
     .sort((x, y) => x.at - y.at);
-  const reads = history.reads
-    .filter((read) => read.count !== undefined)
-    .sort((x, y) => x.start - y.start);
+  // Each moment a visit may have been counted once more: every attempt of an unkeyed
+  // visit, the first of a keyed one.
+  const sends = history.visits
+    .flatMap((visit) => (visit.key === undefined ? visit.attempts : visit.attempts.slice(0, 1)))
+    .map((attempt) => attempt.start)
+    .sort((x, y) => x - y);
+  const reads = history.reads.filter((read) => read.count !== undefined);
+  const ceilings = new Map<(typeof reads)[number], number>();
+  let sent = 0;
+  for (const read of [...reads].sort((x, y) => x.end - y.end)) {
+    while (sent < sends.length && (sends[sent] ?? 0) < read.end) sent++;
+    ceilings.set(read, initialCount + sent);
+  }
   let index = 0;
   let floor = initialCount;
-  let readsChecked = 0;
-  let readsExempt = 0;
-  for (const read of reads) {
-    while (index < ackEnds.length && (ackEnds[index]?.at ?? 0) < read.start) {
+  for (const read of [...reads].sort((x, y) => x.start - y.start)) {
+    while (index < ackEnds.length && (ackEnds[index]?.at ?? 0) < read.start - cacheTtlMs) {
       floor = Math.max(floor, ackEnds[index]?.count ?? 0);
       index++;
     }
     const count = read.count as number;
-    if (count > finalCount) report("(e)", `a read showed ${count}, above the final ${finalCount}`);
-    const within = (windows: Window[]) =>
-      windows.some((window) => read.start >= window.from && read.start <= window.to);
-    if (read.stale && staleWindows && !within(staleWindows))
-      report(
-        "(e)",
-        `a read at ${read.start.toFixed(0)} ms was marked stale outside a database fault`,
-      );
-    const exempt = read.stale === true || within(readExemptions);
-    if (exempt) {
-      readsExempt++;
-      continue;
-    }
-    readsChecked++;
-    if (count < floor)
-      report(
-        "(e)",
-        `a read at ${read.start.toFixed(0)} ms from ${read.target} (${read.source ?? "?"}) showed ${count}, but ${floor} had been acknowledged`,
-      );
+    const ceiling = Math.min(ceilings.get(read) ?? 0, finalCount);
+    const at = `a read at ${read.start.toFixed(0)} ms from ${read.target} (${read.cache ?? "?"})`;
+    if (count < floor) report("(e)", `${at} showed ${count}, but ${floor} had been acknowledged`);
+    if (count > ceiling)
+      report("(e)", `${at} showed ${count}, more than the ${ceiling} that could be counted`);
   }
 
   return {
@@ -225,10 +199,10 @@ export function checkHistory(history: History, options: CheckOptions): CheckResu
     phantoms,
     unanswered,
     replaysChecked,
-    cacheMissed: acked.filter(({ ack }) => ack.cacheMissed).length,
     reads: history.reads.length,
-    readsChecked,
-    readsExempt,
+    readsChecked: reads.length,
+    cacheHits: reads.filter((read) => read.cache === "hit").length,
+    cacheMisses: reads.filter((read) => read.cache === "miss").length,
   };
 }
 
@@ -239,8 +213,7 @@ export function summarize(result: CheckResult): string {
     `${result.acknowledged} acknowledged`,
     `${result.phantoms} phantoms (≤ ${result.unanswered} unanswered)`,
     `${result.replaysChecked} replays checked`,
-    `${result.cacheMissed} missed by the cache`,
-    `${result.reads} reads (${result.readsChecked} checked, ${result.readsExempt} exempt)`,
+    `${result.reads} reads (${result.readsChecked} checked: ${result.cacheHits} cache hits, ${result.cacheMisses} misses)`,
     result.ok ? "OK" : `${result.violations.length} violations`,
   ].join(", ");
 }

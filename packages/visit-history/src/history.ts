@@ -13,8 +13,6 @@ export interface Attempt {
   count?: number;
   /** `Idempotent-Replayed: true`: the answer of an earlier attempt with the same key. */
   replayed?: boolean;
-  /** `X-Counter-Cache: missed`: counted, but the cache could not be raised for it. */
-  cacheMissed?: boolean;
   error?: string;
   requestId?: string;
 }
@@ -45,9 +43,8 @@ export interface ReadRecord {
   end: number;
   status: number;
   count?: number;
-  /** The counter marked the answer as possibly behind (X-Counter-Stale). */
-  stale?: boolean;
-  source?: string;
+  /** `X-Cache`: whether the count came from the cache (hit) or from PostgreSQL (miss). */
+  cache?: string;
   error?: string;
 }
 
@@ -56,7 +53,7 @@ export interface History {
   reads: ReadRecord[];
 }
 
-/** A time span on the `now()` clock, e.g. a fault and the cache lifetime after it. */
+/** A time span on the `now()` clock, e.g. a fault. */
 export interface Window {
   from: number;
   to: number;

@@ -43,7 +43,7 @@ async function send(
   path: string,
   init: { method: string; key?: string | undefined },
   timeoutMs: number,
-): Promise<{ attempt: Attempt; stale?: boolean; source?: string }> {
+): Promise<{ attempt: Attempt; cache?: string }> {
   const start = now();
   try {
     const response = await fetch(`${target}${path}`, {
@@ -69,11 +69,9 @@ async function send(
         ...base,
         count,
         replayed: response.headers.get("idempotent-replayed") === "true",
-        ...(response.headers.get("x-counter-cache") === "missed" ? { cacheMissed: true } : {}),
       },
-      // What a read's answer says of itself.
-      stale: response.headers.get("x-counter-stale") === "true",
-      source: response.headers.get("x-counter-source") ?? undefined,
+      // Where a read's count came from.
+      cache: response.headers.get("x-cache") ?? undefined,
     };
   } catch (error) {
     const name = error instanceof Error ? error.name : "Error";
@@ -121,19 +119,14 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
   };
 
   const read = async () => {
-    const {
-      attempt: answer,
-      stale,
-      source,
-    } = await send(nextTarget(), path, { method: "GET" }, timeoutMs);
+    const { attempt: answer, cache } = await send(nextTarget(), path, { method: "GET" }, timeoutMs);
     const record: ReadRecord = {
       target: answer.target,
       start: answer.start,
       end: answer.end,
       status: answer.status,
       ...(answer.count === undefined ? {} : { count: answer.count }),
-      ...(stale ? { stale: true } : {}),
-      ...(source === undefined ? {} : { source }),
+      ...(cache === undefined ? {} : { cache }),
       ...(answer.error === undefined ? {} : { error: answer.error }),
     };
     history.reads.push(record);

@@ -48,7 +48,7 @@ async function startFakeCounter(options: FakeOptions = {}): Promise<FakeCounter>
   const handle = (target: () => string) => (req: IncomingMessage, res: ServerResponse) => {
     req.resume();
     if (req.url !== "/visits") return json(res, 404, { error: "not found" });
-    if (req.method === "GET") return json(res, 200, { count }, { "x-counter-source": "postgres" });
+    if (req.method === "GET") return json(res, 200, { count }, { "x-cache": "miss" });
     if (req.method !== "POST") return json(res, 405, { error: "method not allowed" });
 
     const header = req.headers["idempotency-key"];

@@ -61,7 +61,10 @@ export class CounterInstance {
     this.app = createCounterApp({
       counter: this.counter,
       logger,
-      readiness: { postgres: () => this.postgres.ping(), redis: () => this.cache.ping() },
+      readiness: {
+        postgres: async () => void (await this.postgres.read()),
+        redis: () => this.cache.ping(),
+      },
     });
   }
 

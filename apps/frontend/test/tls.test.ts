@@ -1,0 +1,106 @@
+// TLS=on: HTTPS with HTTP/2 and HSTS, the redirects from plain HTTP, the TLS versions.
+// Without a working Docker these tests fail rather than skip.
+import type { SecureVersion } from "node:tls";
+import { http2Request, tlsHandshake } from "@app/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeCreated } from "./support/docker.ts";
+import { DATA } from "./support/fakes.ts";
+import { backend } from "./support/fixture.ts";
+import { CSP, HARDENED, httpsGet, rawRequest, startTlsFrontend } from "./support/frontend.ts";
+
+afterAll(removeCreated);
+
+describe("frontend container with TLS=on", () => {
+  let httpUrl: string;
+  let httpsPort: number;
+  let ca: string;
+
+  beforeAll(async () => {
+    ({ httpUrl, httpsPort, ca } = await startTlsFrontend("tls"));
+  });
+
+  it("serves the page over HTTP/2 with HSTS; plain /healthz carries none", async () => {
+    const page = await http2Request(`https://127.0.0.1:${httpsPort}`, "/", ca);
+    expect(page.alpn).toBe("h2");
+    expect(page.status).toBe(200);
+    expect(page.headers["strict-transport-security"]).toBe("max-age=63072000");
+    expect(page.headers["content-security-policy"]).toBe(CSP);
+    expect(page.body).toContain("<title>Docker Compose visit counter</title>");
+
+    // The container's health check stays on plain HTTP, not redirected.
+    const healthz = await fetch(`${httpUrl}/healthz`);
+    expect(healthz.status).toBe(200);
+    expect(await healthz.text()).toBe("ok\n");
+    expect(healthz.headers.get("strict-transport-security")).toBeNull();
+  });
+
+  it("redirects plain HTTP with a 308 to the public HTTPS port, path and query kept", async () => {
+    const answer = await rawRequest(
+      httpUrl,
+      "GET /x?y=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    expect(answer.status).toBe(308);
+    expect(answer.headers.location).toBe(`https://localhost:${httpsPort}/x?y=1`);
+    expect(answer.headers["strict-transport-security"]).toBeUndefined();
+  });
+
+  it("answers a malformed request to the redirecting HTTP port in plain text", async () => {
+    const answer = await rawRequest(httpUrl, "NONSENSE\r\n\r\n");
+    expect(answer.status).toBe(400);
+    expect(answer.headers["content-type"]).toBe("text/plain");
+    expect(answer.body).toBe("Bad request\n");
+  });
+
+  it("redirects plain HTTP sent to the HTTPS port with a 308 to https", async () => {
+    const answer = await rawRequest(
+      `http://127.0.0.1:${httpsPort}`,
+      "GET /x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    expect(answer.status).toBe(308);
+    expect(answer.headers.location).toBe(`https://localhost:${httpsPort}/x?y=1`);
+  });
+
+  it("speaks TLS 1.2 and 1.3 only", async () => {
+    const target = { host: "127.0.0.1", port: httpsPort, ca, servername: "localhost" };
+    // Offers only `version`; SECLEVEL=0 lets Node's OpenSSL offer TLS 1.0/1.1 at all, so
+    // a refusal is the server's, not the client's.
+    const only = (version: SecureVersion) => ({
+      minVersion: version,
+      maxVersion: version,
+      ciphers: "DEFAULT@SECLEVEL=0",
+    });
+    expect(await tlsHandshake(target)).toBe("TLSv1.3");
+    expect(await tlsHandshake({ ...target, ...only("TLSv1.2") })).toBe("TLSv1.2");
+    // Refused by the server (a protocol_version alert), not merely not offered by Node.
+    await expect(tlsHandshake({ ...target, ...only("TLSv1.1") })).rejects.toMatchObject({
+      code: expect.stringMatching(/ALERT_PROTOCOL_VERSION/),
+    });
+  });
+
+  it("proxies /api/data over HTTPS to the backend, which learns the scheme", async () => {
+    const res = await httpsGet(`https://127.0.0.1:${httpsPort}/api/data?tls=1`, ca);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual(DATA);
+    expect(res.headers["strict-transport-security"]).toBe("max-age=63072000");
+    const seen = await backend.last("/data?tls=1");
+    expect(seen?.headers["x-forwarded-proto"]).toBe("https");
+    expect(seen?.headers["x-request-id"]).toBe(res.headers["x-request-id"]);
+  });
+});
+
+describe("frontend container with TLS=on hardened as in production", () => {
+  let httpsPort: number;
+  let ca: string;
+
+  beforeAll(async () => {
+    ({ httpsPort, ca } = await startTlsFrontend("tls-hardened", HARDENED));
+  });
+
+  it("reads the mounted certificate and key as uid 101 and serves HTTPS", async () => {
+    const page = await http2Request(`https://127.0.0.1:${httpsPort}`, "/", ca);
+    expect(page).toMatchObject({ alpn: "h2", status: 200 });
+    const data = await http2Request(`https://127.0.0.1:${httpsPort}`, "/api/data", ca);
+    expect(data.status).toBe(200);
+    expect(JSON.parse(data.body)).toEqual(DATA);
+  });
+});
