@@ -19,8 +19,8 @@
 #    held before (then the counters are started again, and it exits 1).
 # 4. Deletes the cached count (count:<COUNTER_ID>, and any count:<COUNTER_ID>:* key) from
 #    Redis, so no read shows a count the restored database never had.
-# 5. Starts the counters and waits until they are healthy (RESTORE_TIMEOUT seconds,
-#    default 90).
+# 5. Starts the counters and waits until each is healthy and reads the count from the
+#    restored database (RESTORE_TIMEOUT seconds, default 90).
 # What a restore means for the visit numbers: docs/COUNTER.md.
 set -euo pipefail
 
@@ -80,9 +80,17 @@ if ((${#counters[@]} > 0)); then
 fi
 [[ $counter_id =~ ^[A-Za-z0-9_:.-]+$ ]] || die "unexpected COUNTER_ID '$counter_id'"
 
+# The count a counter reads, as "<status> <X-Cache> <body>", from inside its container
+# (JavaScript: the single quotes keep its template literal from the shell).
+# shellcheck disable=SC2016
+READ_COUNT='require("node:http").get(`http://127.0.0.1:${process.env.PORT}/visits`, (r) => {
+  let body = ""; r.on("data", (c) => (body += c));
+  r.on("end", () => { console.log(r.statusCode, r.headers["x-cache"], body); process.exit(r.statusCode === 200 ? 0 : 1); });
+}).on("error", (e) => { console.log(String(e)); process.exit(1); })'
+
 start_counters() {
   ((${#counters[@]} > 0)) || return 0
-  local step=$EPOCHREALTIME id state deadline=$((SECONDS + timeout))
+  local step=$EPOCHREALTIME id state answer deadline=$((SECONDS + timeout))
   docker start "${counters[@]}" >/dev/null
   for id in "${counters[@]}"; do
     while state=$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id") &&
@@ -90,8 +98,14 @@ start_counters() {
       ((SECONDS < deadline)) || die "counter ${id:0:12} not healthy within $timeout s (last: $state)"
       sleep 0.5
     done
+    # Healthy is "listening"; serving is reading the restored tables as the counter's
+    # role, over its own connections: each replica reads the count once before it counts.
+    until answer=$(docker exec "$id" node -e "$READ_COUNT" 2>&1); do
+      ((SECONDS < deadline)) || die "counter ${id:0:12} cannot read the count within $timeout s (last: $answer)"
+      sleep 0.5
+    done
   done
-  log "started ${#counters[@]} counter replica(s), healthy in $(since "$step") s"
+  log "started ${#counters[@]} counter replica(s): healthy and reading in $(since "$step") s (the last read: $answer)"
 }
 
 stopped=$EPOCHREALTIME
