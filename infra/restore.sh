@@ -65,7 +65,7 @@ dumped=$(sed -n 's/^;[[:space:]]*Dumped from database version: //p' <<<"$toc")
 [[ -n $dumped ]] || die "$file names no server version: not a pg_dump backup (nothing was changed)"
 server=$(in_db 'psql --no-psqlrc --tuples-only --no-align --command="SHOW server_version"')
 if [[ ${dumped%%.*} != "${server%%.*}" ]]; then
-  die "$file was dumped from PostgreSQL ${dumped%% *}, the server runs ${server%% *}: another major version; restore it into a server of its own version, or dump it again with a newer pg_dump (nothing was changed)"
+  die "$file was dumped from PostgreSQL ${dumped%% *}, the server runs ${server%% *}: another major version; restore it into a PostgreSQL ${dumped%%.*} server instead (nothing was changed)"
 fi
 log "checked $file: $(grep -c '^[0-9]' <<<"$toc") entries, dumped from PostgreSQL ${dumped%% *} ($(grep -m1 'Archive created at' <<<"$toc" | sed 's/^;[[:space:]]*//')), in $(since "$started") s"
 

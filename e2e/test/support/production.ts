@@ -25,12 +25,13 @@ export interface ProductionStack {
  * prepareProductionSecrets). Fixed free ports, because the frontend must know its public
  * HTTPS port for the redirect from HTTP (and so the address stays the same over down/up
  * and restarts). Rate limits off: every request of the tests comes from one address; a
- * test of the limits turns them on for itself.
+ * test of the limits turns them on for itself. `extraFiles`: more Compose files (a test's
+ * own, written into the copy before it starts), merged last.
  */
-export async function productionStack(): Promise<ProductionStack> {
+export async function productionStack(extraFiles: string[] = []): Promise<ProductionStack> {
   const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
   const stack = new ComposeProject({
-    files: PROD_FILES,
+    files: [...PROD_FILES, ...extraFiles],
     copyRepo: true,
     env: {
       FRONTEND_PORT: String(httpPort),
