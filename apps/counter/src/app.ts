@@ -6,7 +6,7 @@ import {
   methodNotAllowed,
   type ReadinessCheck,
 } from "@app/server";
-import { CounterUnavailableError, type VisitCounter } from "./visit-counter.ts";
+import type { VisitCounter } from "./visit-counter.ts";
 
 export interface CounterAppOptions {
   counter: Pick<VisitCounter, "increment" | "current">;
@@ -14,6 +14,10 @@ export interface CounterAppOptions {
   readiness: { postgres: ReadinessCheck; redis: ReadinessCheck };
   exposeErrors?: boolean;
 }
+
+// A client that may retry a visit (after a timeout or a 502) sends a fresh random
+// key per visit (a UUID) and the same key with each retry of it.
+const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
 
 export function createCounterApp(options: CounterAppOptions): Express {
   const { counter, readiness, ...rest } = options;
@@ -25,14 +29,20 @@ export function createCounterApp(options: CounterAppOptions): Express {
       app
         .route("/visits")
         .post(async (req, res) => {
-          const key = idempotencyKey(req.get("Idempotency-Key"));
-          const visit = await orUnavailable(counter.increment(key));
+          const key = req.get("Idempotency-Key");
+          if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+            throw new HttpError(
+              400,
+              "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'",
+            );
+          }
+          const visit = await counter.increment(key);
           // The answer to a retry is the first attempt's, and says so.
           if (visit.replayed) res.set("Idempotent-Replayed", "true");
           res.json({ count: visit.count });
         })
         .get(async (_req, res) => {
-          const reading = await orUnavailable(counter.current());
+          const reading = await counter.current();
           // Whether the count came from Redis (hit) or PostgreSQL (miss): watch cache-aside work.
           res.set("X-Cache", reading.cache);
           res.json({ count: reading.count });
@@ -40,25 +50,4 @@ export function createCounterApp(options: CounterAppOptions): Express {
         .all(methodNotAllowed(["GET", "HEAD", "POST"]));
     },
   });
-}
-
-// A client that may retry a visit (after a timeout or a 502) sends a fresh random
-// key per visit (a UUID) and the same key with each retry of it.
-const IDEMPOTENCY_KEY = /^[\w.-]{1,128}$/;
-
-function idempotencyKey(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  if (!IDEMPOTENCY_KEY.test(header)) {
-    throw new HttpError(400, "Idempotency-Key must be 1 to 128 letters, digits, '_', '.' or '-'");
-  }
-  return header;
-}
-
-async function orUnavailable<T>(result: Promise<T>): Promise<T> {
-  try {
-    return await result;
-  } catch (error) {
-    if (error instanceof CounterUnavailableError) throw new HttpError(503, error.message);
-    throw error;
-  }
 }

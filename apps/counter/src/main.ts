@@ -10,42 +10,15 @@ const config = loadConfigOrExit(() => loadCounterConfig());
 
 const logger = createLogger({ name: "counter", level: config.LOG_LEVEL });
 
-const postgres = new PostgresStore(
-  config.COUNTER_ID,
-  {
-    host: config.POSTGRES_HOST,
-    port: config.POSTGRES_PORT,
-    user: config.POSTGRES_USER,
-    password: config.POSTGRES_PASSWORD,
-    database: config.POSTGRES_DB,
-    timeoutMs: config.POSTGRES_TIMEOUT_MS,
-  },
-  logger,
-);
-const cache = new RedisCache(
-  {
-    url: config.REDIS_URL,
-    password: config.REDIS_PASSWORD,
-    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    ttlSeconds: config.CACHE_TTL_SECONDS,
-  },
-  logger,
-);
-const counter = new VisitCounter({
-  id: config.COUNTER_ID,
-  postgres,
-  cache,
-  logger,
-  timeoutMs: config.POSTGRES_TIMEOUT_MS,
-  keyTtlSeconds: config.IDEMPOTENCY_KEY_TTL_SECONDS,
-});
+const postgres = new PostgresStore(config, logger);
+const cache = new RedisCache(config, logger);
+const counter = new VisitCounter({ config, postgres, cache, logger });
 
 // Neither store has to be up for the app to start: the migration runs now or on first
 // use, and the cache is used once it answers.
 postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
-cache.connect();
 
 const app = createCounterApp({
   counter,

@@ -1,27 +1,12 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
+import type { CounterConfig } from "./config.ts";
 import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
-
-export interface PostgresOptions {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** The longest a statement, or the wait for a connection, may take. */
-  timeoutMs: number;
-}
 
 /** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
 export interface Increment {
   count: number;
   replayed: boolean;
-}
-
-/** A committed batch: each visit's number, in order, and the counter's count after it. */
-export interface CountedBatch {
-  visits: Increment[];
-  count: number;
 }
 
 // Replicas starting together would race on CREATE TABLE; this lock serializes them.
@@ -30,14 +15,6 @@ const MIGRATION_LOCK_KEY = 727_001;
 // What a lost database looks like to a statement (the volume was replaced, the data is
 // new): undefined_table, undefined_function, and count_visits' own no_data_found.
 const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
-
-// At most `$3` expired keys per call, skipping rows another replica is deleting.
-const DELETE_EXPIRED = `
-  DELETE FROM visit_requests WHERE ctid IN (
-    SELECT ctid FROM visit_requests
-    WHERE counter_id = $1 AND created_at < now() - make_interval(secs => $2)
-    ORDER BY created_at LIMIT $3
-    FOR UPDATE SKIP LOCKED)`;
 
 /**
  * The counter's only source of numbers: one row per counter in `visit_counts`. Every
@@ -48,16 +25,20 @@ const DELETE_EXPIRED = `
  */
 export class PostgresStore {
   readonly pool: pg.Pool;
-  readonly #id: string;
+  readonly #config: CounterConfig;
   readonly #logger: Logger;
   #schemaReady: Promise<void> | undefined;
 
-  constructor(id: string, options: PostgresOptions, logger: Logger) {
-    const { timeoutMs, ...connection } = options;
-    this.#id = id;
+  constructor(config: CounterConfig, logger: Logger) {
+    const timeoutMs = config.POSTGRES_TIMEOUT_MS;
+    this.#config = config;
     this.#logger = logger;
     this.pool = new pg.Pool({
-      ...connection,
+      host: config.POSTGRES_HOST,
+      port: config.POSTGRES_PORT,
+      user: config.POSTGRES_USER,
+      password: config.POSTGRES_PASSWORD,
+      database: config.POSTGRES_DB,
       max: 10,
       connectionTimeoutMillis: timeoutMs,
       query_timeout: timeoutMs,
@@ -99,7 +80,7 @@ export class PostgresStore {
       await client.query(
         `INSERT INTO visit_counts (id, count) SELECT $1, 0
          WHERE NOT EXISTS (SELECT 1 FROM visit_counts WHERE id = $1)`,
-        [this.#id],
+        [this.#config.COUNTER_ID],
       );
       await client.query("COMMIT");
       client.release();
@@ -112,21 +93,27 @@ export class PostgresStore {
 
   /**
    * Counts a batch of visits in one transaction and returns each visit's number, in
-   * order, and the count after the batch. `keys[i]` is visit i's Idempotency-Key, if
+   * order, and the counter's count after the batch. `keys[i]` is visit i's Idempotency-Key, if
    * any: a key counted before (or earlier in this batch) gets its number back,
    * `replayed`. Resolves only after the commit, within `timeoutMs` or not at all.
    */
   async countBatch(
     keys: ReadonlyArray<string | undefined>,
     timeoutMs: number,
-  ): Promise<CountedBatch> {
+  ): Promise<{ visits: Increment[]; count: number }> {
     const distinct = [...new Set(keys.filter((key) => key !== undefined))];
     const anonymous = keys.length - keys.filter((key) => key !== undefined).length;
     const { rows } = await this.#query<{ key: string | null; number: string; replayed: boolean }>({
       // Named: each connection prepares it once, then skips parsing and planning.
       name: "count_visits",
-      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4)",
-      values: [this.#id, distinct, anonymous, timeoutMs],
+      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4, $5)",
+      values: [
+        this.#config.COUNTER_ID,
+        distinct,
+        anonymous,
+        timeoutMs,
+        this.#config.IDEMPOTENCY_KEY_TTL_SECONDS,
+      ],
       query_timeout: timeoutMs,
     });
     const total = Number(rows.find((row) => row.key === null)?.number);
@@ -151,23 +138,14 @@ export class PostgresStore {
     const { rows } = await this.#query<{ count: string }>({
       name: "read_count",
       text: "SELECT count FROM visit_counts WHERE id = $1",
-      values: [this.#id],
+      values: [this.#config.COUNTER_ID],
     });
     const count = Number(rows[0]?.count);
     if (!Number.isSafeInteger(count)) {
       this.#schemaReady = undefined; // the row is gone: create it again
-      throw new Error(`postgres: counter ${this.#id} missing`);
+      throw new Error(`postgres: counter ${this.#config.COUNTER_ID} missing`);
     }
     return count;
-  }
-
-  /** Deletes at most `limit` of the keys older than `ttlSeconds`; returns how many. */
-  async deleteExpiredKeys(ttlSeconds: number, limit: number): Promise<number> {
-    const result = await this.#query({
-      text: DELETE_EXPIRED,
-      values: [this.#id, ttlSeconds, limit],
-    });
-    return result.rowCount ?? 0;
   }
 
   close(): Promise<void> {

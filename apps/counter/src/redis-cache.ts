@@ -1,14 +1,6 @@
 import type { Logger } from "@app/server";
 import { createClient, defineScript, type RedisClientType } from "@redis/client";
-
-export interface RedisCacheOptions {
-  url: string;
-  password?: string | undefined;
-  /** Deadline of every command: a cache slower than this is skipped, never waited for. */
-  timeoutMs: number;
-  /** How long a cached count may be used after PostgreSQL confirmed it. */
-  ttlSeconds: number;
-}
+import type { CounterConfig } from "./config.ts";
 
 /**
  * Stores a count PostgreSQL confirmed at some moment, to expire (PXAT, an absolute time)
@@ -22,9 +14,11 @@ const STORE = defineScript({
   SCRIPT: `
     local expires = tonumber(ARGV[2])
     local current = redis.call('GET', KEYS[1])
-    if current then
+    local currentExpires = redis.call('PEXPIRETIME', KEYS[1])
+    -- (A count without an expiry was left by an older version: replaced.)
+    if current and currentExpires > 0 then
       if tonumber(current) > tonumber(ARGV[1]) then return 0 end
-      expires = math.max(expires, redis.call('PEXPIRETIME', KEYS[1]))
+      expires = math.max(expires, currentExpires)
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PXAT', string.format('%d', expires))
     return 1`,
@@ -41,27 +35,26 @@ const scripts = { store: STORE };
 type RedisClient = RedisClientType<{}, {}, typeof scripts>;
 
 /**
- * The count cache. Every command answers within `timeoutMs` or fails (node-redis' own
- * command timeout: a late answer, e.g. after an event-loop stall, costs that one command,
- * never the connection), and while Redis is unreachable, or frozen with 1,000 commands
- * unanswered, commands fail at once.
+ * The count cache. Every call answers within REDIS_COMMAND_TIMEOUT_MS or fails: a late
+ * answer (Redis frozen, or an event-loop stall) costs that one call, never the
+ * connection. While Redis is unreachable, or frozen with 1,000 commands unanswered,
+ * calls fail at once.
  */
 export class RedisCache {
   readonly #client: RedisClient;
   readonly #ttlMs: number;
-  readonly #logger: Logger;
+  readonly #timeoutMs: number;
 
-  constructor(options: RedisCacheOptions, logger: Logger) {
-    this.#ttlMs = options.ttlSeconds * 1000;
-    this.#logger = logger;
+  constructor(config: CounterConfig, logger: Logger) {
+    this.#ttlMs = config.CACHE_TTL_SECONDS * 1000;
+    this.#timeoutMs = config.REDIS_COMMAND_TIMEOUT_MS;
     this.#client = createClient({
-      url: options.url,
-      ...(options.password ? { password: options.password } : {}),
+      url: config.REDIS_URL,
+      ...(config.REDIS_PASSWORD ? { password: config.REDIS_PASSWORD } : {}),
       // While disconnected, commands fail at once instead of queueing behind the outage.
       disableOfflineQueue: true,
       // A frozen Redis holds every command sent to it: past this many, fail at once.
       commandsQueueMaxLength: 1_000,
-      commandOptions: { timeout: options.timeoutMs },
       socket: {
         // A connection to a cache nearby takes well under a millisecond.
         connectTimeout: 500,
@@ -81,33 +74,35 @@ export class RedisCache {
       lastError = "";
       logger.info("redis: ready");
     });
-  }
-
-  get isReady(): boolean {
-    return this.#client.isReady;
-  }
-
-  /** Connects in the background, retrying until Redis answers. */
-  connect(): void {
-    this.#client.connect().catch((error: unknown) => {
-      this.#logger.warn({ err: error }, "redis: connect failed");
-    });
+    // In the background, retrying until Redis answers: the app starts without it.
+    this.#client
+      .connect()
+      .catch((error: unknown) => logger.warn({ err: error }, "redis: connect failed"));
   }
 
   /** The cached count, or null when there is none (missing or expired). */
   async get(key: string): Promise<number | null> {
-    const value = await this.#client.get(key);
+    const value = await this.#within(this.#client.get(key));
     const count = Number(value ?? Number.NaN);
     return Number.isSafeInteger(count) && count >= 0 ? count : null;
   }
 
   /** Caches `count`, which PostgreSQL confirmed at `confirmedAt` (ms since the epoch). */
   async store(key: string, count: number, confirmedAt: number): Promise<void> {
-    await this.#client.store(key, count, confirmedAt + this.#ttlMs);
+    await this.#within(this.#client.store(key, count, confirmedAt + this.#ttlMs));
   }
 
   async ping(): Promise<void> {
-    await this.#client.ping();
+    await this.#within(this.#client.ping());
+  }
+
+  /** `command`, or an error after the deadline (node-redis' own timeout ends once a command is sent). */
+  #within<T>(command: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("redis: no answer in time")), this.#timeoutMs);
+    });
+    return Promise.race([command, late]).finally(() => clearTimeout(timer));
   }
 
   /** Closes the connection at once: nothing sent to a cache needs waiting for. */

@@ -33,11 +33,13 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  * 1. Takes the counter's row lock, held until the commit: batches, from every replica,
  *    run one after another. No lock is waited for longer than `timeout_ms`, the batch's
  *    remaining deadline: a batch its replica gave up on cannot commit much later.
- * 2. Locks the rows of the keys that are already there: each was counted by an earlier
- *    batch, its visit is being retried and gets that number back. The lock keeps the
- *    expired-key cleanup from deleting the row before this batch commits; a row the
- *    cleanup deleted first is not found, and its key counts as new in step 3.
- * 3. The new visits get the next numbers: those without a key first, then the new keys
+ * 2. Deletes expired keys, oldest first, at most twice as many as the batch brings (at
+ *    least 100): the table keeps up with any rate, and no statement grows with a backlog.
+ * 3. Locks the rows of the keys that are still there: each was counted by an earlier
+ *    batch, its visit is being retried and gets that number back. (Every deletion runs
+ *    under the counter's row lock, so none can come between this look-up and step 4; the
+ *    row locks keep it so for anyone else deleting keys.)
+ * 4. The new visits get the next numbers: those without a key first, then the new keys
  *    in key order, each stored with its number; the row gets the new count.
  *
  * Returns one row per key (its number, and whether it was counted before) and one row
@@ -46,7 +48,7 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  */
 export const COUNT_VISITS = `
 CREATE OR REPLACE FUNCTION count_visits(
-  p_counter text, p_keys text[], p_anonymous integer, p_timeout_ms integer)
+  p_counter text, p_keys text[], p_anonymous integer, p_timeout_ms integer, p_key_ttl_seconds integer)
 RETURNS TABLE (key text, number bigint, replayed boolean)
 LANGUAGE plpgsql
 -- Plan each statement for the table as it is now: a plan cached while visit_requests was
@@ -65,6 +67,11 @@ BEGIN
     -- no_data_found: the store re-creates the schema and the row (data lost, volume new).
     RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter USING ERRCODE = 'P0002';
   END IF;
+
+  DELETE FROM visit_requests WHERE ctid IN (
+    SELECT ctid FROM visit_requests AS r
+    WHERE r.counter_id = p_counter AND r.created_at < now() - make_interval(secs => p_key_ttl_seconds)
+    ORDER BY r.created_at LIMIT greatest(100, 2 * cardinality(p_keys)));
 
   RETURN QUERY
     SELECT r.key, r.count, true FROM visit_requests AS r

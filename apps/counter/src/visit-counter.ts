@@ -1,36 +1,20 @@
-import type { Logger } from "@app/server";
-import { withDeadline } from "./deadline.ts";
+import { HttpError, type Logger } from "@app/server";
+import type { CounterConfig } from "./config.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
 import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
 
-/** Expired keys are looked for once this many keys were claimed since the last time. */
-const CLEANUP_EVERY = 500;
-
 /** The current count, and whether the cache had it. */
-export interface Reading {
-  count: number;
-  cache: "hit" | "miss";
-}
+export type Reading = { count: number; cache: "hit" | "miss" };
 
-/** The counter cannot answer: the client may retry later (HTTP 503). */
-export class CounterUnavailableError extends Error {
-  constructor(message: string, cause: unknown) {
-    super(message, { cause });
-    this.name = "CounterUnavailableError";
-  }
-}
+/** PostgreSQL did not answer: the client may retry later. */
+const UNAVAILABLE = "Visit counter unavailable: PostgreSQL did not answer";
 
 export interface VisitCounterOptions {
-  /** The counter's row in PostgreSQL; its cache key is `count:<id>`. */
-  id: string;
+  config: CounterConfig;
   postgres: PostgresStore;
   cache: RedisCache;
   logger: Logger;
-  /** Deadline of a request's PostgreSQL work, from its arrival. */
-  timeoutMs: number;
-  /** How long an Idempotency-Key is remembered. */
-  keyTtlSeconds: number;
 }
 
 /**
@@ -49,69 +33,52 @@ export class VisitCounter {
   readonly #postgres: PostgresStore;
   readonly #cache: RedisCache;
   readonly #logger: Logger;
-  readonly #timeoutMs: number;
-  readonly #keyTtlSeconds: number;
   readonly #batcher: VisitBatcher<Increment>;
   /** The PostgreSQL read that concurrent cache misses share, while it runs. */
   #reading: Promise<number> | undefined;
-  #cleaningKeys = false;
-  /** Keys claimed since the last cleanup started. */
-  #keysAdded = 0;
 
-  constructor(options: VisitCounterOptions) {
-    this.#key = `count:${options.id}`;
-    this.#postgres = options.postgres;
-    this.#cache = options.cache;
-    this.#logger = options.logger;
-    this.#timeoutMs = options.timeoutMs;
-    this.#keyTtlSeconds = options.keyTtlSeconds;
-    this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), options.timeoutMs);
+  constructor({ config, postgres, cache, logger }: VisitCounterOptions) {
+    this.#key = `count:${config.COUNTER_ID}`;
+    this.#postgres = postgres;
+    this.#cache = cache;
+    this.#logger = logger;
+    const timeoutMs = config.POSTGRES_TIMEOUT_MS;
+    this.#batcher = new VisitBatcher((keys, ms) => this.#countBatch(keys, ms), timeoutMs);
   }
 
   /**
    * Counts a visit. With an `idempotencyKey` (the client's Idempotency-Key header) a
-   * retry of the same visit, within `keyTtlSeconds`, gets the first attempt's number
-   * back (`replayed`) instead of being counted again.
+   * retry of the same visit, within IDEMPOTENCY_KEY_TTL_SECONDS, gets the first
+   * attempt's number back (`replayed`) instead of being counted again.
    */
-  async increment(idempotencyKey?: string): Promise<Increment> {
-    try {
-      return await this.#batcher.count(idempotencyKey);
-    } catch (error) {
-      this.#logger.debug({ err: error }, "visit not counted");
-      throw new CounterUnavailableError(
-        "Visit counter unavailable: PostgreSQL did not answer",
-        error,
-      );
-    }
+  increment(idempotencyKey?: string): Promise<Increment> {
+    return this.#batcher.count(idempotencyKey).catch(this.#unavailable);
   }
 
   /** The current count, without counting. */
   async current(): Promise<Reading> {
-    if (this.#cache.isReady) {
-      const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
-        this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
-        return null;
-      });
-      if (cached !== null) return { count: cached, cache: "hit" };
-    }
-    try {
-      // Joining a read that is already running is safe: it started at most the
-      // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
-      this.#reading ??= this.#readPostgres().finally(() => {
-        this.#reading = undefined;
-      });
-      return { count: await this.#reading, cache: "miss" };
-    } catch (error) {
-      throw new CounterUnavailableError(
-        "Visit counter unavailable: PostgreSQL did not answer",
-        error,
-      );
-    }
+    const cached = await this.#cache.get(this.#key).catch((error: unknown) => {
+      this.#logger.debug({ err: error }, "cache read failed, reading PostgreSQL");
+      return null;
+    });
+    if (cached !== null) return { count: cached, cache: "hit" };
+    // Joining a read that is already running is safe: it started at most the
+    // PostgreSQL deadline ago, less than CACHE_TTL (the config checks it).
+    this.#reading ??= this.#readPostgres().finally(() => {
+      this.#reading = undefined;
+    });
+    return { count: await this.#reading.catch(this.#unavailable), cache: "miss" };
   }
+
+  /** A 503 for the client; the cause at debug level (it repeats for every request). */
+  readonly #unavailable = (error: unknown): never => {
+    this.#logger.debug({ err: error }, "PostgreSQL did not answer");
+    throw new HttpError(503, UNAVAILABLE);
+  };
 
   async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
-    const count = await withDeadline(this.#postgres.read(), this.#timeoutMs, "postgres: no count");
+    const count = await this.#postgres.read();
     this.#store(count, confirmedAt);
     return count;
   }
@@ -121,8 +88,6 @@ export class VisitCounter {
     const counted = await this.#postgres.countBatch(keys, timeoutMs);
     // The batch's count, not its highest number: a replay's number may be long past.
     this.#store(counted.count, confirmedAt);
-    this.#keysAdded += keys.filter((key) => key !== undefined).length;
-    if (this.#keysAdded >= CLEANUP_EVERY) this.#deleteExpiredKeys();
     return counted.visits;
   }
 
@@ -131,28 +96,8 @@ export class VisitCounter {
    * waits for it, and a cache that missed it expires its older count by itself.
    */
   #store(count: number, confirmedAt: number): void {
-    if (!this.#cache.isReady) return;
     this.#cache.store(this.#key, count, confirmedAt).catch((error: unknown) => {
       this.#logger.debug({ err: error }, "count not cached");
     });
-  }
-
-  /**
-   * Keys are deleted by age, one bounded cleanup at a time per replica, after every
-   * CLEANUP_EVERY keys claimed, each allowed twice as many as were claimed since the
-   * previous one started: the table keeps up with any rate, no statement grows with the
-   * backlog, and a quiet counter costs nothing.
-   */
-  #deleteExpiredKeys(): void {
-    if (this.#cleaningKeys) return;
-    this.#cleaningKeys = true;
-    const limit = Math.max(100, 2 * this.#keysAdded);
-    this.#keysAdded = 0;
-    this.#postgres
-      .deleteExpiredKeys(this.#keyTtlSeconds, limit)
-      .catch((error: unknown) => this.#logger.debug({ err: error }, "expired keys not deleted"))
-      .finally(() => {
-        this.#cleaningKeys = false;
-      });
   }
 }

@@ -1,9 +1,9 @@
-import { createLogger } from "@app/server";
+import { createLogger, HttpError } from "@app/server";
 import request from "supertest";
 import { describe, expect, it } from "vitest";
 import { createCounterApp } from "../src/app.ts";
 import type { Increment } from "../src/postgres-store.ts";
-import { CounterUnavailableError, type Reading } from "../src/visit-counter.ts";
+import type { Reading } from "../src/visit-counter.ts";
 
 // The HTTP layer alone, over a stand-in counter: which calls a request makes, and how
 // their results become status codes, headers and bodies. (The counting itself, keys and
@@ -39,7 +39,7 @@ function appWith(counter: {
 }
 
 const unavailable = async (): Promise<never> => {
-  throw new CounterUnavailableError("Visit counter unavailable: PostgreSQL did not answer", null);
+  throw new HttpError(503, "Visit counter unavailable: PostgreSQL did not answer");
 };
 
 describe("counter HTTP API", () => {

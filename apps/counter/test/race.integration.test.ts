@@ -1,8 +1,14 @@
 import { createLogger } from "@app/server";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadCounterConfig } from "../src/config.ts";
 import { PostgresStore } from "../src/postgres-store.ts";
-import { POSTGRES_CREDENTIALS, type StoreContainer, startPostgres } from "./support/containers.ts";
+import {
+  counterEnv,
+  POSTGRES_CREDENTIALS,
+  type StoreContainer,
+  startPostgres,
+} from "./support/containers.ts";
 import { eventually, uniqueId } from "./support/counter-instance.ts";
 
 // Interleavings inside PostgreSQL, forced with locks held by other sessions: no sleeps,
@@ -42,8 +48,11 @@ describe("count_visits against concurrent sessions", () => {
     const id = uniqueId("cleanup-race");
     // Deadlines long enough for the steps below: the server's statement_timeout is one.
     const store = new PostgresStore(
-      id,
-      { host: postgres.host, port: postgres.port, ...POSTGRES_CREDENTIALS, timeoutMs: 30_000 },
+      loadCounterConfig({
+        ...counterEnv({ postgres, redis: postgres, id }),
+        POSTGRES_TIMEOUT_MS: "30000",
+        CACHE_TTL_SECONDS: "60",
+      }),
       createLogger({ name: "race-test", level: "silent" }),
     );
     try {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { DeadlineError } from "../src/deadline.ts";
+
 import type { Increment } from "../src/postgres-store.ts";
 import { type CountBatch, VisitBatcher } from "../src/visit-batcher.ts";
 
@@ -66,7 +66,7 @@ describe("visit batcher (group commit)", () => {
     const young = batcher.count(); // queued, deadline at 340 ms
     // Their batch starts at 150 ms and may take until 340 ms: it commits at 300 ms.
     await expect(first).resolves.toEqual({ count: 1, replayed: false });
-    await expect(old).rejects.toBeInstanceOf(DeadlineError);
+    await expect(old).rejects.toThrow(/not counted within/);
     // The old visit was counted all the same (an answer lost, as far as its client knows).
     await expect(young).resolves.toEqual({ count: 3, replayed: false });
   });
@@ -96,8 +96,8 @@ describe("visit batcher (group commit)", () => {
     const queued = batcher.count();
     // Both are answered at their own deadlines, 200 ms after they arrived, while the
     // batch is still running: the first with its outcome unknown, the second never sent.
-    await expect(inFlight).rejects.toBeInstanceOf(DeadlineError);
-    await expect(queued).rejects.toBeInstanceOf(DeadlineError);
+    await expect(inFlight).rejects.toThrow(/not counted within/);
+    await expect(queued).rejects.toThrow(/not counted within/);
     await sleep(150);
     expect(row.batches.map((batch) => batch.keys.length)).toEqual([1]);
   });

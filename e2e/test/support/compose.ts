@@ -195,12 +195,30 @@ export async function waitForBothBackendReplicas(
   }, 20_000);
 }
 
-/** The count PostgreSQL holds for the page's counter, read inside the database container. */
-export async function postgresCount(stack: ComposeProject): Promise<number> {
+/** A query's rows as `a|b` lines, run with psql inside the database container. */
+async function psql(stack: ComposeProject, sql: string): Promise<string[]> {
   const output = await stack.compose([
     ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
-    ...["--tuples-only", "--no-align"],
-    "--command=SELECT count FROM visit_counts WHERE id = 'visits'",
+    ...["--tuples-only", "--no-align", `--command=${sql}`],
   ]);
-  return Number(output.trim());
+  return output
+    .trim()
+    .split("\n")
+    .filter((line) => line.length > 0);
+}
+
+/** The count PostgreSQL holds for the page's counter. */
+export async function postgresCount(stack: ComposeProject): Promise<number> {
+  return Number(await psql(stack, "SELECT count FROM visit_counts WHERE id = 'visits'"));
+}
+
+/** The number PostgreSQL holds for each Idempotency-Key of the page's counter. */
+export async function durableKeys(stack: ComposeProject): Promise<Map<string, number>> {
+  const rows = await psql(
+    stack,
+    "SELECT key, count FROM visit_requests WHERE counter_id = 'visits'",
+  );
+  return new Map(
+    rows.map((row) => row.split("|") as [string, string]).map(([key, n]) => [key, Number(n)]),
+  );
 }

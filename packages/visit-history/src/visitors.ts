@@ -23,7 +23,19 @@ export interface VisitorOptions {
   rate?: number;
   /** Pause of a visitor between its requests when not paced. */
   pauseMs?: number;
+  /** The fetch to send with, e.g. one that trusts a test CA; the global one by default. */
+  fetch?: Fetch;
 }
+
+/** What the visitors need of a fetch function (the global one, or undici's with an agent). */
+export type Fetch = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; signal: AbortSignal },
+) => Promise<{
+  status: number;
+  text(): Promise<string>;
+  headers: { get(name: string): string | null };
+}>;
 
 /** Whether another attempt may help: no answer at all, or the proxy or counter was unavailable. */
 const retryable = (attempt: Attempt) =>
@@ -39,6 +51,7 @@ function countIn(text: string): unknown {
 }
 
 async function send(
+  fetch: Fetch,
   target: string,
   path: string,
   init: { method: string; key?: string | undefined },
@@ -104,6 +117,7 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
     timeoutMs = 5_000,
     rate,
     pauseMs = 2,
+    fetch: fetchWith = fetch,
   } = options;
   const history: History = { visits: [], reads: [] };
   let stopped = false;
@@ -119,7 +133,13 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
   };
 
   const read = async () => {
-    const { attempt: answer, cache } = await send(nextTarget(), path, { method: "GET" }, timeoutMs);
+    const { attempt: answer, cache } = await send(
+      fetchWith,
+      nextTarget(),
+      path,
+      { method: "GET" },
+      timeoutMs,
+    );
     const record: ReadRecord = {
       target: answer.target,
       start: answer.start,
@@ -144,6 +164,7 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
     for (let attempt = 0; ; attempt++) {
       const left = timeoutMs - (now() - started);
       const { attempt: result } = await send(
+        fetchWith,
         nextTarget(),
         path,
         { method: "POST", key: record.key },
@@ -163,6 +184,7 @@ export function startVisitors(options: VisitorOptions): { stop: () => Promise<Hi
     const acknowledged = record.attempts.some((attempt) => attempt.count !== undefined);
     if (keyed && acknowledged && Math.random() < echoShare) {
       const { attempt: echo } = await send(
+        fetchWith,
         nextTarget(),
         path,
         { method: "POST", key: record.key },

@@ -18,6 +18,23 @@ export const POSTGRES_CREDENTIALS = {
   database: "counter",
 };
 
+/** The counter's variables for these containers, as compose sets them for the stack. */
+export function counterEnv(stores: {
+  postgres: StoreContainer;
+  redis: StoreContainer;
+  id: string;
+}): Record<string, string> {
+  return {
+    POSTGRES_HOST: stores.postgres.host,
+    POSTGRES_PORT: String(stores.postgres.port),
+    POSTGRES_USER: POSTGRES_CREDENTIALS.user,
+    POSTGRES_PASSWORD: POSTGRES_CREDENTIALS.password,
+    POSTGRES_DB: POSTGRES_CREDENTIALS.database,
+    REDIS_URL: `redis://${stores.redis.host}:${stores.redis.port}`,
+    COUNTER_ID: stores.id,
+  };
+}
+
 /** A container published on a fixed host port, so its address survives a stop/start. */
 export class StoreContainer {
   readonly container: StartedTestContainer;

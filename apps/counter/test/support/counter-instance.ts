@@ -3,10 +3,11 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "@app/server";
 import { createCounterApp } from "../../src/app.ts";
+import { loadCounterConfig } from "../../src/config.ts";
 import { PostgresStore } from "../../src/postgres-store.ts";
 import { RedisCache } from "../../src/redis-cache.ts";
 import { VisitCounter } from "../../src/visit-counter.ts";
-import { POSTGRES_CREDENTIALS, type StoreContainer } from "./containers.ts";
+import { counterEnv, type StoreContainer } from "./containers.ts";
 
 export interface InstanceOptions {
   postgres: StoreContainer;
@@ -32,32 +33,16 @@ export class CounterInstance {
       level: process.env.TEST_LOG_LEVEL ?? "silent",
     });
     this.cacheKey = `count:${options.id}`;
-    this.postgres = new PostgresStore(
-      options.id,
-      {
-        host: options.postgres.host,
-        port: options.postgres.port,
-        ...POSTGRES_CREDENTIALS,
-        timeoutMs: 1_000,
-      },
-      logger,
-    );
-    this.cache = new RedisCache(
-      {
-        url: `redis://${options.redis.host}:${options.redis.port}`,
-        timeoutMs: 50,
-        ttlSeconds: options.cacheTtlSeconds ?? 5,
-      },
-      logger,
-    );
-    this.counter = new VisitCounter({
-      id: options.id,
-      postgres: this.postgres,
-      cache: this.cache,
-      logger,
-      timeoutMs: 1_000,
-      keyTtlSeconds: options.keyTtlSeconds ?? 300,
+    const config = loadCounterConfig({
+      ...counterEnv(options),
+      CACHE_TTL_SECONDS: String(options.cacheTtlSeconds ?? 5),
+      IDEMPOTENCY_KEY_TTL_SECONDS: String(options.keyTtlSeconds ?? 300),
+      // Tests that call the cache themselves expect an answer, also on a busy machine.
+      REDIS_COMMAND_TIMEOUT_MS: "500",
     });
+    this.postgres = new PostgresStore(config, logger);
+    this.cache = new RedisCache(config, logger);
+    this.counter = new VisitCounter({ config, postgres: this.postgres, cache: this.cache, logger });
     this.app = createCounterApp({
       counter: this.counter,
       logger,
@@ -71,8 +56,7 @@ export class CounterInstance {
   /** Connects like main.ts, and waits until the cache is in use. */
   async start(): Promise<this> {
     await this.postgres.ensureSchema();
-    this.cache.connect();
-    await eventually(async () => this.cache.isReady, true);
+    await eventually(async () => (await this.cache.ping(), true), true);
     return this;
   }
 

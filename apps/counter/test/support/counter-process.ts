@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { POSTGRES_CREDENTIALS, type StoreContainer } from "./containers.ts";
+import { counterEnv, type StoreContainer } from "./containers.ts";
 
 const APP_DIRECTORY = resolve(import.meta.dirname, "../..");
 
@@ -44,14 +44,8 @@ export class CounterProcess {
         NODE_ENV: "test",
         LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
         PORT: String(port),
-        POSTGRES_HOST: postgres.host,
-        POSTGRES_PORT: String(postgres.port),
-        POSTGRES_USER: POSTGRES_CREDENTIALS.user,
-        POSTGRES_PASSWORD: POSTGRES_CREDENTIALS.password,
-        POSTGRES_DB: POSTGRES_CREDENTIALS.database,
-        REDIS_URL: `redis://${redis.host}:${redis.port}`,
-        COUNTER_ID: id,
         SHUTDOWN_TIMEOUT_MS: "3000",
+        ...counterEnv({ postgres, redis, id }),
         ...env,
       },
       stdio: ["ignore", "pipe", "pipe"],
