@@ -17,7 +17,7 @@ export const counterConfigSchema = z
     SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs,
     SHUTDOWN_DELAY_MS: shutdownDelayMs,
 
-    /** Which counter this instance serves: its PostgreSQL row id, and `count:<id>` in Redis. */
+    /** Which counter this instance serves: its PostgreSQL row id, and `cached-count:<id>` in Redis. */
     COUNTER_ID: z
       .string()
       .regex(/^[\w:.-]{1,64}$/, "letters, digits, _ : . - only")

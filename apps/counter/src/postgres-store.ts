@@ -77,8 +77,10 @@ export class PostgresStore {
       // Always: a new version may change the function (it locks no table).
       await client.query(COUNT_VISITS);
       // Only where the row is missing: ON CONFLICT alone would wait for a batch holding it.
+      // A row deleted alone starts again above every number its keys still hold.
       await client.query(
-        `INSERT INTO visit_counts (id, count) SELECT $1, 0
+        `INSERT INTO visit_counts (id, count)
+         SELECT $1, coalesce((SELECT max(count) FROM visit_requests WHERE counter_id = $1), 0)
          WHERE NOT EXISTS (SELECT 1 FROM visit_counts WHERE id = $1)`,
         [this.#config.COUNTER_ID],
       );
@@ -106,12 +108,13 @@ export class PostgresStore {
     const { rows } = await this.#query<{ key: string | null; number: string; replayed: boolean }>({
       // Named: each connection prepares it once, then skips parsing and planning.
       name: "count_visits",
-      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, $4, $5)",
+      text: "SELECT key, number, replayed FROM count_visits($1, $2::text[], $3, to_timestamp($4 / 1000.0), $5)",
+      // The deadline as a moment, not a duration: it holds however late the server starts.
       values: [
         this.#config.COUNTER_ID,
         distinct,
         anonymous,
-        timeoutMs,
+        Date.now() + timeoutMs,
         this.#config.IDEMPOTENCY_KEY_TTL_SECONDS,
       ],
       query_timeout: timeoutMs,

@@ -14,11 +14,9 @@ const STORE = defineScript({
   SCRIPT: `
     local expires = tonumber(ARGV[2])
     local current = redis.call('GET', KEYS[1])
-    local currentExpires = redis.call('PEXPIRETIME', KEYS[1])
-    -- (A count without an expiry was left by an older version: replaced.)
-    if current and currentExpires > 0 then
+    if current then
       if tonumber(current) > tonumber(ARGV[1]) then return 0 end
-      expires = math.max(expires, currentExpires)
+      expires = math.max(expires, redis.call('PEXPIRETIME', KEYS[1]))
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PXAT', string.format('%d', expires))
     return 1`,

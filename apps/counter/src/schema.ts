@@ -31,8 +31,9 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  * `keys` (distinct). One call is one statement in one transaction: one round trip.
  *
  * 1. Takes the counter's row lock, held until the commit: batches, from every replica,
- *    run one after another. No lock is waited for longer than `timeout_ms`, the batch's
- *    remaining deadline: a batch its replica gave up on cannot commit much later.
+ *    run one after another. No lock is waited for past `deadline` (the batch's, on the
+ *    replica's clock), and a batch that gets the lock after it fails: one that its
+ *    replica gave up on (a stalled connection delivers it late) is never counted.
  * 2. Deletes expired keys, oldest first, at most twice as many as the batch brings (at
  *    least 100): the table keeps up with any rate, and no statement grows with a backlog.
  * 3. Locks the rows of the keys that are still there: each was counted by an earlier
@@ -43,12 +44,13 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  *    in key order, each stored with its number; the row gets the new count.
  *
  * Returns one row per key (its number, and whether it was counted before) and one row
- * with a null key: the count after the batch. (A version that changes the arguments is a
- * new overload: replicas of both versions run side by side during a rolling update.)
+ * with a null key: the count after the batch. (Every replica creates it again at start:
+ * a new version must change the arguments, making a new overload, or replicas of both
+ * versions, side by side in a rolling update, would keep replacing each other's.)
  */
 export const COUNT_VISITS = `
 CREATE OR REPLACE FUNCTION count_visits(
-  p_counter text, p_keys text[], p_anonymous integer, p_timeout_ms integer, p_key_ttl_seconds integer)
+  p_counter text, p_keys text[], p_anonymous integer, p_deadline timestamptz, p_key_ttl_seconds integer)
 RETURNS TABLE (key text, number bigint, replayed boolean)
 LANGUAGE plpgsql
 -- Plan each statement for the table as it is now: a plan cached while visit_requests was
@@ -61,11 +63,16 @@ DECLARE
   before bigint;
   added integer;
 BEGIN
-  PERFORM set_config('lock_timeout', p_timeout_ms || 'ms', true);
+  -- (lock_timeout 0 would mean none: at least 1 ms.)
+  PERFORM set_config('lock_timeout',
+    greatest(1, ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000))::int || 'ms', true);
   SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
   IF NOT FOUND THEN
     -- no_data_found: the store re-creates the schema and the row (data lost, volume new).
     RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter USING ERRCODE = 'P0002';
+  END IF;
+  IF clock_timestamp() > p_deadline THEN
+    RAISE EXCEPTION 'batch past its deadline' USING ERRCODE = 'query_canceled';
   END IF;
 
   DELETE FROM visit_requests WHERE ctid IN (

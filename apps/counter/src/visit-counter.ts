@@ -38,7 +38,7 @@ export class VisitCounter {
   #reading: Promise<number> | undefined;
 
   constructor({ config, postgres, cache, logger }: VisitCounterOptions) {
-    this.#key = `count:${config.COUNTER_ID}`;
+    this.#key = `cached-count:${config.COUNTER_ID}`;
     this.#postgres = postgres;
     this.#cache = cache;
     this.#logger = logger;

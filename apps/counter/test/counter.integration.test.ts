@@ -170,7 +170,7 @@ describe("visit counter with both stores up", () => {
     await created.counter.increment();
     // What a new, empty data volume looks like to a running replica.
     await created.postgres.pool.query(
-      "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, integer, integer)",
+      "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
     );
     const visit = async () => (await request(created.app).post("/visits")).status;
     const tookMs = await eventually(visit, 200, 5_000);

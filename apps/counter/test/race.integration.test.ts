@@ -111,4 +111,39 @@ describe("count_visits against concurrent sessions", () => {
       await store.close();
     }
   });
+
+  it("a batch that reaches the server after its deadline (a stalled connection) is never counted", async () => {
+    const id = uniqueId("late-batch");
+    const store = new PostgresStore(
+      loadCounterConfig({ ...counterEnv({ postgres, redis: postgres, id }) }),
+      createLogger({ name: "race-test", level: "silent" }),
+    );
+    try {
+      await store.ensureSchema();
+      expect((await store.countBatch(["first"], 5_000)).count).toBe(1);
+      // The server stalls with the batch on its way; the replica gives up on it.
+      await postgres.pause();
+      try {
+        await expect(store.countBatch(["late"], 300)).rejects.toThrow(/Query read timeout/);
+      } finally {
+        await postgres.unpause();
+      }
+      // The server runs what it received once it resumes: wait until nothing does.
+      await eventually(async () => {
+        const { rows } = await sessions.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%FROM count_visits(%' AND state = 'active' AND pid <> pg_backend_pid()",
+        );
+        return rows[0]?.n;
+      }, 0);
+      const { rows } = await sessions.query(
+        "SELECT (SELECT count FROM visit_counts WHERE id = $1) AS count, (SELECT count(*)::int FROM visit_requests WHERE counter_id = $1 AND key = 'late') AS keys",
+        [id],
+      );
+      // Not counted: a retry of "late" on another replica, even after the key's lifetime,
+      // is its only count.
+      expect(rows[0]).toEqual({ count: "1", keys: 0 });
+    } finally {
+      await store.close();
+    }
+  });
 });

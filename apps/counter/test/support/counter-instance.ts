@@ -32,7 +32,7 @@ export class CounterInstance {
       name: "counter-test",
       level: process.env.TEST_LOG_LEVEL ?? "silent",
     });
-    this.cacheKey = `count:${options.id}`;
+    this.cacheKey = `cached-count:${options.id}`;
     const config = loadCounterConfig({
       ...counterEnv(options),
       CACHE_TTL_SECONDS: String(options.cacheTtlSeconds ?? 5),
