@@ -17,8 +17,9 @@
 # 3. Restores as the superuser in one transaction (--single-transaction --clean
 #    --if-exists): the database holds either the backup or, if anything fails, what it
 #    held before (then the counters are started again, and it exits 1).
-# 4. Deletes the cached count (count:<COUNTER_ID>, and any count:<COUNTER_ID>:* key) from
-#    Redis, so no read shows a count the restored database never had.
+# 4. Deletes the cached count (cached-count:<COUNTER_ID>; and count:<COUNTER_ID>, an earlier
+#    version's, and any key below either) from Redis, so no read shows a count the
+#    restored database never had.
 # 5. Starts the counters and waits until each is healthy and reads the count from the
 #    restored database (RESTORE_TIMEOUT seconds, default 90).
 # What a restore means for the visit numbers: docs/COUNTER.md.
@@ -71,7 +72,7 @@ log "checked $file: $(grep -c '^[0-9]' <<<"$toc") entries, dumped from PostgreSQ
 
 # --- 2. Take the counters out of service. ---
 mapfile -t counters < <(docker compose ps --quiet counter)
-# The cache key is count:<COUNTER_ID>: the counters' own setting, default "visits".
+# The cache key is cached-count:<COUNTER_ID>: the counters' own setting, default "visits".
 counter_id=visits
 if ((${#counters[@]} > 0)); then
   setting=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "${counters[0]}" |
@@ -130,20 +131,20 @@ log "restored $file into the database in $(since "$step") s (one transaction)"
 step=$EPOCHREALTIME
 if [[ -n $(docker compose ps --quiet --status running cache) ]]; then
   # REDISCLI_AUTH from the secret where there is one (production); SCAN, never KEYS,
-  # for the count:<id>:* keys.
+  # for the keys below them.
   if ! deleted=$(docker compose exec -T cache sh -c '
       if [ -r /run/secrets/redis_password ]; then REDISCLI_AUTH=$(cat /run/secrets/redis_password); export REDISCLI_AUTH; fi
       set -e
-      keys=$(redis-cli --scan --pattern "$1:*")
-      for key in "$1" $keys; do
+      below=$(redis-cli --scan --pattern "cached-count:$1:*"; redis-cli --scan --pattern "count:$1:*")
+      for key in "cached-count:$1" "count:$1" $below; do
         n=$(redis-cli del "$key")
         case $n in
           0) ;;
           1) echo "$key" ;;
           *) echo "DEL $key: $n" >&2; exit 1 ;;
         esac
-      done' sh "count:$counter_id" 2>&1); then
-    die "could not delete count:$counter_id from the cache ($deleted): the counters stay stopped, so that no read shows the old count. Delete it (or restart the cache: it keeps nothing), then: docker compose up -d counter"
+      done' sh "$counter_id" 2>&1); then
+    die "could not delete cached-count:$counter_id from the cache ($deleted): the counters stay stopped, so that no read shows the old count. Delete it (or restart the cache: it keeps nothing), then: docker compose up -d counter"
   fi
   deleted=${deleted//$'\n'/ }
   log "emptied the cached count (deleted: ${deleted:-nothing, no key was cached}) in $(since "$step") s"

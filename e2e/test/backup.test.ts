@@ -149,7 +149,7 @@ describe("backups (infra/backup.sh, infra/restore.sh, the backup service)", () =
     expect(await count()).toBe(backupCount);
     expect(restored.stderr).toMatch(/stopped 2 counter replica/);
     expect(restored.stderr).toMatch(/restored .* \(one transaction\)/);
-    expect(restored.stderr).toMatch(/emptied the cached count \(deleted: count:visits/);
+    expect(restored.stderr).toMatch(/emptied the cached count \(deleted: cached-count:visits\)/);
     expect(restored.stderr).toMatch(/started 2 counter replica\(s\): healthy and reading/);
     expect(restored.stderr).toMatch(/done in [\d.]+ s/);
     expect(await runningCounters()).toBe(2);
