@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reads the output of `pnpm test` (vitest's default reporter, through Turborepo) and
-# prints one total: "N passed, N failed, N skipped" (tests). Exits 1 when a whole test
-# file was skipped ("↓ file") that is not one of the documented opt-in files below:
-# a skipped file is a check that did not run, and must not pass unnoticed.
+# prints one total: "N passed, N failed, N skipped" (tests). Exits 1 when a test was
+# skipped outside the documented opt-in files below (a whole file, "↓ file", or a test
+# in a file that ran): a skipped test is a check that did not run, and must not pass
+# unnoticed.
 # Usage: bash .ci/test-summary.sh <log>
 set -euo pipefail
 log=$1
@@ -19,22 +20,31 @@ sum() { # sum <summary: Tests|Test Files> <kind: passed|failed|skipped>
 }
 echo "$(sum Tests passed) passed, $(sum Tests failed) failed, $(sum Tests skipped) skipped"
 
-# Skipped files: "@app/e2e:test:  ↓ test/swarm.test.ts (4 tests | 4 skipped)".
-skipped=$(sed -nE 's/^(\S+):test: +↓ +(\S+\.test\.ts).*/\1 \2/p' <<<"$text")
+# Skipped files, as "<package> <file> <tests>", from
+# "@app/e2e:test:  ↓ test/swarm.test.ts (4 tests | 4 skipped)".
+skipped=$(sed -nE 's/^(\S+):test: +↓ +(\S+\.test\.ts) \(([0-9]+) tests?.*/\1 \2 \3/p' <<<"$text")
 status=0
 if [ "$(grep -c . <<<"$skipped" || true)" -ne "$(sum 'Test Files' skipped)" ]; then
   echo "Could not tell which test files were skipped: the summaries count $(sum 'Test Files' skipped)." >&2
   status=1
 fi
-while IFS= read -r file; do
-  [ -n "$file" ] || continue
+opt_in_tests=0   # tests in the opt-in files that were skipped
+while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  file=${line% *}
   allowed=false
   for opt_in in "${OPT_IN[@]}"; do [ "$file" = "$opt_in" ] && allowed=true; done
   if $allowed; then
     echo "Skipped (opt-in): $file"
+    opt_in_tests=$((opt_in_tests + ${line##* }))
   else
     echo "Skipped, and not an opt-in test file: $file" >&2
     status=1
   fi
 done <<<"$skipped"
+# A test skipped inside a file that ran (it.skip, skipIf) is a check that did not run too.
+if [ "$(sum Tests skipped)" -gt "$opt_in_tests" ]; then
+  echo "Tests skipped outside the opt-in files: $(( $(sum Tests skipped) - opt_in_tests ))." >&2
+  status=1
+fi
 exit "$status"

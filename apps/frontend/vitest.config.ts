@@ -8,6 +8,9 @@ export default defineConfig({
   test: {
     globalSetup: ["test/support/global-setup.ts"],
     fileParallelism: false,
+    // One worker for every file (they run one after the other anyway): saves starting a
+    // worker per file. Every file removes what it created in its own afterAll.
+    isolate: false,
     testTimeout: 120_000,
     hookTimeout: 180_000,
   },

@@ -6,6 +6,7 @@
 // acknowledged + phantoms, replays, real-time order, the read guarantee), bad input is
 // sent through Nginx, and every container is checked for crashes. Exits non-zero on
 // any violation. Everything it starts is removed at the end.
+import { freePort } from "@app/test-support";
 import {
   acknowledgement,
   checkHistory,
@@ -22,14 +23,7 @@ import { log } from "./log.ts";
 import { describeMachine, machineLines } from "./machine.ts";
 import { run, sleep } from "./proc.ts";
 import { writeReportSection } from "./report.ts";
-import {
-  type ContainerInfo,
-  copyRepo,
-  freePort,
-  measuredProdFiles,
-  runName,
-  Stack,
-} from "./stack.ts";
+import { type ContainerInfo, copyRepo, measuredProdFiles, runName, Stack } from "./stack.ts";
 import { int, ms, renderMarkdown, renderText, type Table } from "./table.ts";
 
 const USAGE = `Usage: pnpm chaos [-- options]

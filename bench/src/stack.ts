@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { onCleanup } from "./cleanup.ts";
@@ -27,22 +26,6 @@ export const DEV_FILES = ["docker-compose.yml", "docker-compose.override.yml"];
 // Never copied: installs, build output, local settings and secrets (a fresh one is written).
 const SKIP =
   /(^|\/)(node_modules|dist|\.turbo|\.git|test-results|coverage)(\/|$)|(^|\/)\.env(\.local)?$|^\/secrets\/.*\.txt$/;
-
-/** A port that is free right now (the kernel picks it), for a port that must survive restarts. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address
-          ? resolve(address.port)
-          : reject(new Error("no port")),
-      );
-    });
-  });
-}
 
 /** A unique name for this run's Compose projects, image tags and temporary copy. */
 export function runName(kind: string): string {

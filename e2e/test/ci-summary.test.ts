@@ -83,8 +83,23 @@ describe(".ci/test-summary.sh", () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toContain("45 passed, 0 failed, 10 skipped\n");
     expect(result.stderr).toBe(
-      "Skipped, and not an opt-in test file: @app/counter test/faults.integration.test.ts\n",
+      "Skipped, and not an opt-in test file: @app/counter test/faults.integration.test.ts\n" +
+        "Tests skipped outside the opt-in files: 6.\n",
     );
+  });
+
+  it("fails on a test skipped in a file that ran", async () => {
+    const result = await summary([
+      ...SUPPORT,
+      "@app/backend:test:  ✓ test/app.test.ts (11 tests | 1 skipped) 80ms",
+      "@app/backend:test:  Test Files  1 passed (1)",
+      "@app/backend:test:       Tests  10 passed | 1 skipped (11)",
+    ]);
+    expect(result).toEqual({
+      code: 1,
+      stdout: "14 passed, 0 failed, 1 skipped\n",
+      stderr: "Tests skipped outside the opt-in files: 1.\n",
+    });
   });
 
   it("fails when the summaries count skipped files it cannot name", async () => {

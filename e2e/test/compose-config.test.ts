@@ -23,10 +23,20 @@ interface Service {
   secrets?: unknown[];
 }
 
-async function resolvedConfig(files: string[]): Promise<{ services: Record<string, Service> }> {
-  const project = new ComposeProject({ files });
+async function resolvedConfig(
+  files: string[],
+  env: Record<string, string> = {},
+): Promise<{ services: Record<string, Service> }> {
+  const project = new ComposeProject({ files, env });
   return JSON.parse(await project.compose(["config", "--format", "json"]));
 }
+
+const BASE = ["docker-compose.yml"];
+const PROD = [...BASE, "docker-compose.prod.yml"];
+const PROXIED = [...PROD, "docker-compose.proxied.yml"];
+const BALANCERS = { TRUSTED_PROXIES: "10.0.0.5 10.0.1.0/24" };
+
+type Port = { target: number; host_ip?: string; mode?: string };
 
 describe("compose files", () => {
   it.each([
@@ -37,8 +47,9 @@ describe("compose files", () => {
       "base + development override + Compose Watch",
       ["docker-compose.yml", "docker-compose.override.yml", "docker-compose.watch.yml"],
     ],
+    ["base + production + load balancer", PROXIED],
   ])("%s is valid", async (name, files) => {
-    const config = await resolvedConfig(files);
+    const config = await resolvedConfig(files, BALANCERS);
     // Production adds the scheduled backups.
     const extra = name.includes("production") ? ["backup"] : [];
     expect(Object.keys(config.services).sort()).toEqual(
@@ -120,6 +131,63 @@ describe("compose files", () => {
       );
       expect(services.counter?.environment?.POSTGRES_PASSWORD_FILE).toBe(
         "/run/secrets/postgres_password",
+      );
+    });
+  });
+
+  it.each([
+    ["base", BASE],
+    ["production", PROD],
+    ["production behind a load balancer", PROXIED],
+  ])("%s publishes the frontend on FRONTEND_BIND, every interface by default", async (_, files) => {
+    const hosts = async (env: Record<string, string>) => {
+      const { services } = await resolvedConfig(files, { ...BALANCERS, ...env });
+      return ((services.frontend?.ports ?? []) as Port[]).map((port) => port.host_ip);
+    };
+    const defaults = await hosts({});
+    expect(defaults.length).toBeGreaterThan(0);
+    expect(new Set(defaults)).toEqual(new Set(["0.0.0.0"]));
+    const bound = await hosts({ FRONTEND_BIND: "127.0.0.1" });
+    expect(bound).toHaveLength(defaults.length);
+    expect(new Set(bound)).toEqual(new Set(["127.0.0.1"]));
+  });
+
+  describe("production behind a load balancer (docker-compose.proxied.yml)", async () => {
+    // One image tag for both (each project otherwise tags its images with its own name).
+    const tag = { IMAGE_TAG: "config-test" };
+    const [prod, proxied] = await Promise.all([
+      resolvedConfig(PROD, tag),
+      resolvedConfig(PROXIED, { ...tag, ...BALANCERS }),
+    ]);
+    const frontend = proxied.services.frontend;
+
+    it("serves plain HTTP on 8080 only, without certificates, trusting the balancer alone", () => {
+      expect(frontend?.environment?.TLS).toBe("off");
+      expect(frontend?.environment?.TRUSTED_PROXIES).toBe(BALANCERS.TRUSTED_PROXIES);
+      expect(frontend?.secrets ?? []).toEqual([]);
+      expect(
+        ((frontend?.ports ?? []) as Port[]).map(({ target, mode }) => ({ target, mode })),
+      ).toEqual([{ target: 8080, mode: "host" }]);
+    });
+
+    it("changes nothing else of production", () => {
+      const { environment, secrets, ports, ...rest } = frontend ?? {};
+      const {
+        environment: prodEnvironment,
+        secrets: _,
+        ports: __,
+        ...prodRest
+      } = prod.services.frontend ?? {};
+      expect(rest).toEqual(prodRest);
+      expect(environment).toEqual({ ...prodEnvironment, ...BALANCERS, TLS: "off" });
+      for (const name of ["backend", "counter", "db", "cache"]) {
+        expect(proxied.services[name], name).toEqual(prod.services[name]);
+      }
+    });
+
+    it("refuses to start without the balancer's addresses", async () => {
+      await expect(resolvedConfig(PROXIED)).rejects.toThrow(
+        /set TRUSTED_PROXIES to the load balancer's addresses or CIDRs/,
       );
     });
   });

@@ -70,7 +70,7 @@ export class VisitBatcher<Counted> {
           batch.map((visit) => visit.key),
           timeoutMs,
         );
-        batch.forEach((visit, i) => visit.resolve(counted[i] as Counted));
+        for (const [i, visit] of batch.entries()) visit.resolve(counted[i] as Counted);
       } catch (error) {
         // Committed or not is unknown (a timeout, a lost connection): nobody gets a number.
         for (const visit of batch) visit.reject(error);

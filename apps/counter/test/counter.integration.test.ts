@@ -6,7 +6,7 @@ import {
   startPostgres,
   startRedis,
 } from "./support/containers.ts";
-import { CounterInstance, eventually, uniqueId } from "./support/counter-instance.ts";
+import { CounterInstance, uniqueId, until } from "./support/counter-instance.ts";
 import { expectRetriesCountedOnce } from "./support/retries.ts";
 
 // Real PostgreSQL and Redis (Testcontainers), in-process instances of the app; the
@@ -101,10 +101,10 @@ describe("visit counter with both stores up", () => {
     };
     await request(created.app).post("/visits");
     // The visit's answer does not wait for the cache; the count reaches it right after.
-    await eventually(read, "1 hit");
+    await until(read, "1 hit");
     await redisCli("DEL", created.cacheKey);
     expect(await read()).toBe("1 miss");
-    await eventually(read, "1 hit");
+    await until(read, "1 hit");
   });
 
   it("a cached count is only ever raised, and expires TTL after PostgreSQL confirmed it", async () => {
@@ -173,7 +173,7 @@ describe("visit counter with both stores up", () => {
       "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
     );
     const visit = async () => (await request(created.app).post("/visits")).status;
-    const tookMs = await eventually(visit, 200, 5_000);
+    const tookMs = await until(visit, 200, 5_000);
     console.info(`counting again ${tookMs} ms after the data was lost`);
     expect(await created.postgresCount()).toBe(1);
     expect((await request(created.app).get("/readyz")).status).toBe(200);

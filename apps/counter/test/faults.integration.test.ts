@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "@app/test-support";
 import {
   type CheckResult,
   checkHistory,
@@ -11,7 +12,6 @@ import {
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  freePort,
   POSTGRES_CREDENTIALS,
   type RedisContainer,
   type StoreContainer,
@@ -185,10 +185,13 @@ const noFailures = ({ result }: Drill) => expect(result.unanswered).toBe(0);
 
 /**
  * The fault made reads miss the cache: the count never expires while visits go on (see
- * CACHE_TTL_SECONDS), so without the fault there would be no miss after the first reads.
+ * CACHE_TTL_SECONDS), so without the fault a read misses only when the machine stalls
+ * past the cache deadline, as likely outside the faults as during them.
  */
 function cacheFaultSeen(drilled: Drill) {
-  expect(cacheMisses(drilled).during).toBeGreaterThan(0);
+  const misses = cacheMisses(drilled);
+  expect(misses.during).toBeGreaterThanOrEqual(5);
+  expect(misses.during).toBeGreaterThan(2 * misses.outside);
 }
 
 /**
@@ -266,7 +269,7 @@ describe("cache faults: counting goes on unchanged, no visit fails, reads miss t
     cacheFaultSeen(drilled);
   });
 
-  it("Redis emptied (FLUSHALL) again and again for 0.5 s", async () => {
+  it("Redis emptied (FLUSHALL) again and again for a second", async () => {
     // Every batch writes the count again at once: emptied once, the cache would be full
     // again before most reads could see it empty.
     const drilled = await drill("redis-flushall", {
@@ -274,7 +277,7 @@ describe("cache faults: counting goes on unchanged, no visit fails, reads miss t
         await redis.exec([
           "sh",
           "-c",
-          "for i in $(seq 25); do redis-cli FLUSHALL; sleep 0.02; done",
+          "for i in $(seq 50); do redis-cli FLUSHALL; sleep 0.02; done",
         ]);
       },
     });

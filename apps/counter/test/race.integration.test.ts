@@ -9,7 +9,7 @@ import {
   type StoreContainer,
   startPostgres,
 } from "./support/containers.ts";
-import { eventually, uniqueId } from "./support/counter-instance.ts";
+import { uniqueId, until } from "./support/counter-instance.ts";
 
 // Interleavings inside PostgreSQL, forced with locks held by other sessions: no sleeps,
 // each step waits until the batch is seen blocked where the step needs it.
@@ -71,12 +71,12 @@ describe("count_visits against concurrent sessions", () => {
         await blocker.query("BEGIN");
         // Queued behind the cleanup's row-exclusive lock, and ahead of any insert after it.
         const locked = blocker.query("LOCK visit_requests IN SHARE MODE");
-        await eventually(async () => (await blockers(blockerPid)).join(","), String(cleanupPid));
+        await until(async () => (await blockers(blockerPid)).join(","), String(cleanupPid));
 
         // A batch with K again and one visit without a key.
         const batch = store.countBatch(["K", undefined], 20_000);
         batch.catch(() => {});
-        const pid = await eventually(
+        const pid = await until(
           async () => ((await blockers(await batchPid())).length > 0 ? "blocked" : "running"),
           "blocked",
         ).then(batchPid);
@@ -85,7 +85,7 @@ describe("count_visits against concurrent sessions", () => {
         // waiting to look K up): K is gone by the time the batch inserts.
         await cleanup.query("COMMIT");
         await locked;
-        await eventually(async () => (await blockers(pid)).join(","), String(blockerPid));
+        await until(async () => (await blockers(pid)).join(","), String(blockerPid));
         expect(await blockers(pid)).not.toContain(cleanupPid);
         await blocker.query("COMMIT");
 
@@ -129,7 +129,7 @@ describe("count_visits against concurrent sessions", () => {
         await postgres.unpause();
       }
       // The server runs what it received once it resumes: wait until nothing does.
-      await eventually(async () => {
+      await until(async () => {
         const { rows } = await sessions.query(
           "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%FROM count_visits(%' AND state = 'active' AND pid <> pg_backend_pid()",
         );

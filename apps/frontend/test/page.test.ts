@@ -1,18 +1,11 @@
 // The page and what nginx answers itself: security headers, compression, plain-text
 // errors, hostile requests. Without a working Docker these tests fail rather than skip.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeCreated } from "./support/docker.ts";
-import { backend, counter } from "./support/fixture.ts";
-import { CSP, rawRequest, startFrontend } from "./support/frontend.ts";
-
-afterAll(removeCreated);
+import { describe, expect, it } from "vitest";
+import { backend, counter, frontend } from "./support/fixture.ts";
+import { CSP, rawRequest } from "./support/frontend.ts";
 
 describe("frontend container: page and its own answers", () => {
-  let url: string;
-
-  beforeAll(async () => {
-    ({ url } = await startFrontend("page"));
-  });
+  const { url } = frontend;
 
   it("serves the page with security headers and no nginx version", async () => {
     const res = await fetch(`${url}/`);

@@ -1,21 +1,13 @@
 // The /api/ reverse proxy to the (fake) backend and counter: forwarding headers, logs,
 // keepalive, Idempotency-Key, limits and timeouts. Without a working Docker these tests
 // fail rather than skip.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, removeCreated } from "./support/docker.ts";
+import { describe, expect, it } from "vitest";
 import { DATA } from "./support/fakes.ts";
-import { backend, counter } from "./support/fixture.ts";
-import { CSP, sleep, startFrontend } from "./support/frontend.ts";
-
-afterAll(removeCreated);
+import { backend, counter, frontend } from "./support/fixture.ts";
+import { accessLogEntry, CSP } from "./support/frontend.ts";
 
 describe("frontend container: the API proxy", () => {
-  let url: string;
-  let container: string;
-
-  beforeAll(async () => {
-    ({ url, container } = await startFrontend("proxy"));
-  });
+  const { url, container } = frontend;
 
   it("proxies GET /api/data to the backend's /data with forwarding headers", async () => {
     const res = await fetch(`${url}/api/data`, {
@@ -45,16 +37,7 @@ describe("frontend container: the API proxy", () => {
   it("logs each request as one JSON line: request id, status, upstream and times", async () => {
     const res = await fetch(`${url}/api/data?logged=1`);
     const id = res.headers.get("x-request-id");
-    // The access log is buffered and flushed at least every second.
-    let line: Record<string, unknown> | undefined;
-    const deadline = Date.now() + 5_000;
-    while (!line && Date.now() < deadline) {
-      await sleep(250);
-      const { stdout } = await docker("logs", container);
-      const found = stdout.split("\n").find((l) => l.includes(`"request_id":"${id}"`));
-      if (found) line = JSON.parse(found);
-    }
-    expect(line).toMatchObject({
+    expect(await accessLogEntry(container, id)).toMatchObject({
       request_id: id,
       method: "GET",
       uri: "/api/data?logged=1",
@@ -156,10 +139,13 @@ describe("frontend container: the API proxy", () => {
 
   it("answers a JSON 504 when the backend does not respond: 5 s, tried twice", async () => {
     const started = Date.now();
-    const res = await fetch(`${url}/api/slow`);
+    const res = await fetch(`${url}/api/slow?tries=1`);
     expect(res.status).toBe(504);
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(await res.json()).toEqual({ error: expect.any(String) });
+    // Two tries, each given up after proxy_read_timeout (5 s).
+    const tries = (await backend.received()).filter((r) => r.url === "/slow?tries=1");
+    expect(tries).toHaveLength(2);
     expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
   });
 });

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeCreated } from "./support/docker.ts";
 import { counter } from "./support/fixture.ts";
-import { CSP, sleep, startFrontend, timedFetch } from "./support/frontend.ts";
+import { CSP, fetchText, sleep, startFrontend } from "./support/frontend.ts";
 
 afterAll(removeCreated);
 
@@ -13,7 +13,7 @@ describe("frontend container rate limits", () => {
 
   /** `count` requests at once; the answers in order. */
   function burst(count: number, url: (i: number) => string, init?: RequestInit) {
-    return Promise.all(Array.from({ length: count }, (_, i) => timedFetch(url(i), init)));
+    return Promise.all(Array.from({ length: count }, (_, i) => fetchText(url(i), init)));
   }
 
   beforeAll(async () => {

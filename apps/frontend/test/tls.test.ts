@@ -1,12 +1,20 @@
 // TLS=on: HTTPS with HTTP/2 and HSTS, the redirects from plain HTTP, the TLS versions.
 // Without a working Docker these tests fail rather than skip.
+import { copyFile } from "node:fs/promises";
 import type { SecureVersion } from "node:tls";
-import { http2Request, tlsHandshake } from "@app/test-support";
+import { eventually, http2Request, tlsHandshake } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeCreated } from "./support/docker.ts";
+import { docker, removeCreated } from "./support/docker.ts";
 import { DATA } from "./support/fakes.ts";
 import { backend } from "./support/fixture.ts";
-import { CSP, HARDENED, httpsGet, rawRequest, startTlsFrontend } from "./support/frontend.ts";
+import {
+  CSP,
+  HARDENED,
+  httpsGet,
+  rawRequest,
+  startTlsFrontend,
+  testCertificates,
+} from "./support/frontend.ts";
 
 afterAll(removeCreated);
 
@@ -102,5 +110,26 @@ describe("frontend container with TLS=on hardened as in production", () => {
     const data = await http2Request(`https://127.0.0.1:${httpsPort}`, "/api/data", ca);
     expect(data.status).toBe(200);
     expect(JSON.parse(data.body)).toEqual(DATA);
+  });
+});
+
+describe("frontend container with TLS=on: a renewed certificate", () => {
+  it("serves a certificate copied over the mounted one after nginx -s reload", async () => {
+    // As docs/PRODUCTION.md renews it: the new files are written into the mounted ones
+    // (`cp`, same inode, so the container sees them), then `nginx -s reload`.
+    const [files, renewed] = await Promise.all([testCertificates(), testCertificates()]);
+    const { httpsPort, container } = await startTlsFrontend("tls-renewal", [], files);
+    const url = `https://127.0.0.1:${httpsPort}/healthz`;
+    expect((await httpsGet(url, files.ca)).status).toBe(200);
+
+    await copyFile(renewed.certificate, files.certificate);
+    await copyFile(renewed.key, files.key);
+    // Until the reload, nginx keeps the certificate it read at start.
+    expect((await httpsGet(url, files.ca)).status).toBe(200);
+
+    await docker("exec", container, "nginx", "-s", "reload");
+    // The new workers start within moments; new connections then get the new certificate.
+    await eventually(async () => expect((await httpsGet(url, renewed.ca)).status).toBe(200));
+    await expect(httpsGet(url, files.ca)).rejects.toThrow(/self-signed|unable to (get|verify)/i);
   });
 });

@@ -3,7 +3,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker, ipOf, removeCreated } from "./support/docker.ts";
-import { backend, network } from "./support/fixture.ts";
+import { backend, frontend, network } from "./support/fixture.ts";
 import { startFrontend } from "./support/frontend.ts";
 
 afterAll(removeCreated);
@@ -24,7 +24,7 @@ describe("frontend container behind a trusted proxy (TRUSTED_PROXIES)", () => {
   }
 
   beforeAll(async () => {
-    ({ url: untrusting } = await startFrontend("untrusting"));
+    untrusting = frontend.url;
     // nginx tells the backend the peer it saw (X-Real-IP).
     await fetch(`${untrusting}/api/data?peer=1`);
     peer = String((await backend.last("/data?peer=1"))?.headers["x-real-ip"]);

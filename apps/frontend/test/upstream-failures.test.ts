@@ -1,5 +1,7 @@
 // What the frontend answers when a service is unreachable, stopped, recreated, scaled or
 // failing. Without a working Docker these tests fail rather than skip.
+
+import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNetwork, docker, health, ipOf, removeCreated } from "./support/docker.ts";
 import {
@@ -9,26 +11,27 @@ import {
   startFake,
   startPlaceholder,
 } from "./support/fakes.ts";
-import { expectJson502, sleep, startFrontend, timedFetch } from "./support/frontend.ts";
+import { expectQuickJson502, fetchText, sleep, startFrontend } from "./support/frontend.ts";
 
 afterAll(removeCreated);
 
 describe("frontend container with services refusing connections", () => {
   let url: string;
+  let container: string;
 
   beforeAll(async () => {
     // The names resolve (the fakes), but nothing listens on these ports.
-    ({ url } = await startFrontend("refused", {
+    ({ url, container } = await startFrontend("refused", {
       env: { BACKEND_UPSTREAM: "backend:3999", COUNTER_UPSTREAM: "counter:3999" },
     }));
   });
 
   it("answers /api/data with a JSON 502", async () => {
-    expectJson502(await timedFetch(`${url}/api/data`));
+    await expectQuickJson502(await fetchText(`${url}/api/data`), container);
   });
 
   it("answers /api/visits with a JSON 502", async () => {
-    expectJson502(await timedFetch(`${url}/api/visits`, { method: "POST" }));
+    await expectQuickJson502(await fetchText(`${url}/api/visits`, { method: "POST" }), container);
   });
 });
 
@@ -50,8 +53,8 @@ describe("frontend container with no services at all", () => {
   });
 
   it("answers /api/data and /api/visits with a JSON 502", async () => {
-    expectJson502(await timedFetch(`${url}/api/data`));
-    expectJson502(await timedFetch(`${url}/api/visits`, { method: "POST" }));
+    await expectQuickJson502(await fetchText(`${url}/api/data`), container);
+    await expectQuickJson502(await fetchText(`${url}/api/visits`, { method: "POST" }), container);
     expect(await health(container)).toEqual({ state: "running", health: "healthy" });
   });
 });
@@ -70,7 +73,7 @@ describe("frontend container while the backend is stopped, recreated and scaled"
     const deadline = Date.now() + 15_000;
     while (!done(seen)) {
       if (Date.now() > deadline) throw new Error(`gave up; answered by: ${[...seen]}`);
-      const { res } = await timedFetch(`${url}/api/data`);
+      const { res } = await fetchText(`${url}/api/data`);
       const name = res.headers.get("x-served-by");
       if (res.status === 200 && name) seen.add(name);
       else await sleep(250);
@@ -95,10 +98,13 @@ describe("frontend container while the backend is stopped, recreated and scaled"
   it("answers a quick JSON 502 once the backend is stopped", async () => {
     await docker("stop", first.container);
     // nginx may still hold the old address for up to valid=2s; a request in that window
-    // tries it and can wait for proxy_connect_timeout (500 ms). After it, the stopped
-    // container's name no longer resolves, which nginx answers at once with a 502.
-    await sleep(3_000);
-    expectJson502(await timedFetch(`${url}/api/data`));
+    // tries it and waits for proxy_connect_timeout (a 504 for that try). After it, the
+    // stopped container's name no longer resolves, which nginx answers at once: polled
+    // for until a request shows it.
+    await eventually(
+      async () => expectQuickJson502(await fetchText(`${url}/api/data`), container),
+      20_000,
+    );
     expect(await health(container)).toEqual({ state: "running", health: "healthy" });
   });
 
@@ -176,22 +182,33 @@ describe("frontend container with a counter replica failing visits", () => {
 
 describe("frontend container with a counter answering 503 (PostgreSQL unreachable)", () => {
   let url: string;
+  let replicas: Fake[];
 
   beforeAll(async () => {
+    // Two replicas, both answering 503 (PostgreSQL is down for all of them alike): a
+    // second try, on the same replica or the other, would reach one of them.
     const net = await createNetwork("unavailable");
-    await startFake({
+    const unavailable = {
       network: net,
       alias: "counter",
       port: 3002,
-      name: "unavailable",
       routes: { "POST /visits": { status: 503, body: { error: "Visit counter unavailable" } } },
-    });
+    } as const;
+    replicas = await Promise.all([
+      startFake({ ...unavailable, name: "unavailable-1" }),
+      startFake({ ...unavailable, name: "unavailable-2" }),
+    ]);
     ({ url } = await startFrontend("unavailable", { network: net }));
   });
 
   it("passes the counter's own 503 on, with its JSON body, without trying again", async () => {
-    const res = await fetch(`${url}/api/visits`, { method: "POST" });
-    expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({ error: "Visit counter unavailable" });
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`${url}/api/visits?once=${i}`, { method: "POST" });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ error: "Visit counter unavailable" });
+      // Each answered after exactly one attempt, over both replicas.
+      const attempts = (await Promise.all(replicas.map((r) => r.received()))).flat();
+      expect(attempts.filter((r) => r.url === `/visits?once=${i}`)).toHaveLength(1);
+    }
   });
 });

@@ -16,8 +16,10 @@ export const logLevel = z
  * A duration that must be above 0 (a deadline, a TTL): 0 or less would turn it off, or
  * make it fail everything.
  */
-export const positiveDuration = (unit: "milliseconds" | "seconds", fallback: number) =>
-  z.coerce.number().int().positive(`must be a whole number of ${unit} above 0`).default(fallback);
+export const positiveDuration = (unit: "milliseconds" | "seconds", fallback: number) => {
+  const message = `must be a whole number of ${unit} above 0`;
+  return z.coerce.number().int(message).positive(message).default(fallback);
+};
 
 /** How long a graceful shutdown may drain in-flight requests before closing them. */
 export const shutdownTimeoutMs = positiveDuration("milliseconds", 10_000);

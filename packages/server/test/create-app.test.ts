@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import request from "supertest";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp, HttpError, methodNotAllowed, type ReadinessOptions } from "../src/index.ts";
 
 const logger = pino({ level: "silent" });
@@ -114,17 +114,22 @@ describe("createApp", () => {
     expect(shown.body.stack).toContain("create-app.test.ts");
   });
 
-  /** An app logging at `level` into `lines`, with a fast, a slow and a failing route. */
+  /**
+   * An app logging at `level` into `lines`, with a fast, a slow and a failing route. The
+   * clock the request log reads (Date) is faked and stands still, so a request takes 0 ms
+   * however busy the machine, except /slow, which moves it past the 1 s threshold.
+   */
   function loggingApp(level: string, lines: string[]) {
+    vi.useFakeTimers({ toFake: ["Date"] });
     return createApp({
       logger: pino({ level }, { write: (line: string) => lines.push(line) }),
-      slowRequestMs: 20,
+      slowRequestMs: 1_000,
       routes(app) {
         app.get("/thing", (_req, res) => {
           res.json({ ok: true });
         });
-        app.get("/slow", async (_req, res) => {
-          await new Promise((resolve) => setTimeout(resolve, 60));
+        app.get("/slow", (_req, res) => {
+          vi.advanceTimersByTime(1_001);
           res.json({ ok: true });
         });
         app.get("/fail", () => {
@@ -133,6 +138,10 @@ describe("createApp", () => {
       },
     });
   }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
   it("at debug, logs one short line per request: id, method, URL, status, duration; no headers", async () => {
     const lines: string[] = [];

@@ -3,11 +3,10 @@ import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
 import express from "express";
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createGracefulShutdown } from "../src/index.ts";
 
 const logger = pino({ level: "silent" });
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function listen(app: express.Express) {
   const server = app.listen(0, "127.0.0.1");
@@ -16,12 +15,38 @@ async function listen(app: express.Express) {
   return { server, url: `http://127.0.0.1:${port}` };
 }
 
+/** A promise and the function that resolves it: a handler signals or waits on it. */
+function gate() {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+/** Follows a promise: `settled` turns true once it has resolved or rejected. */
+function track(promise: Promise<unknown>): { settled: boolean } {
+  const state = { settled: false };
+  const settle = () => {
+    state.settled = true;
+  };
+  promise.then(settle, settle);
+  return state;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe("createGracefulShutdown", () => {
   it("drains in-flight requests, refuses new ones, then runs hooks in order", async () => {
     const events: string[] = [];
+    const arrived = gate();
+    const release = gate();
     const app = express();
     app.get("/slow", async (_req, res) => {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      arrived.open();
+      await release.opened;
       // Recorded on the server side: the client may see the answer only after the hooks ran.
       res.on("finish", () => events.push("response"));
       res.json({ done: true });
@@ -35,10 +60,12 @@ describe("createGracefulShutdown", () => {
     });
 
     const inFlight = fetch(`${url}/slow`).then((res) => res.json());
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await arrived.opened;
     const exitCode = shutdown("SIGTERM");
 
     await expect(fetch(`${url}/slow`)).rejects.toThrow();
+    expect(events).toEqual([]);
+    release.open();
     await expect(inFlight).resolves.toEqual({ done: true });
     await expect(exitCode).resolves.toBe(0);
     expect(events).toEqual(["response", "flush", "close pools"]);
@@ -46,13 +73,18 @@ describe("createGracefulShutdown", () => {
   });
 
   it("answers a request that arrives while draining, with Connection: close", async () => {
+    const slowArrived = gate();
+    const fastArrived = gate();
     const app = express();
     app.get("/slow", async (_req, res) => {
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      slowArrived.open();
+      // Answered once /fast has arrived: the connection is busy until then.
+      await fastArrived.opened;
       res.send("slow");
     });
     // Answers synchronously, before any later 'request' listener runs.
     app.get("/fast", (_req, res) => {
+      fastArrived.open();
       res.send("fast");
     });
     const { server } = await listen(app);
@@ -66,7 +98,7 @@ describe("createGracefulShutdown", () => {
     socket.on("data", (chunk) => {
       received += chunk;
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await slowArrived.opened;
     const exitCode = shutdown("SIGTERM");
     socket.write("GET /fast HTTP/1.1\r\nHost: test\r\n\r\n");
 
@@ -84,6 +116,8 @@ describe("createGracefulShutdown", () => {
       res.send("ok");
     });
     const { server, url } = await listen(app);
+    // The delay's clock is faked: it ends when the test says so, however slow the machine.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const shutdown = createGracefulShutdown({ server, logger, timeoutMs: 1_000, delayMs: 300 });
 
     // An idle keep-alive connection (as a proxy holds them): not closed by the server
@@ -91,27 +125,34 @@ describe("createGracefulShutdown", () => {
     const idle = connect((server.address() as AddressInfo).port, "127.0.0.1");
     idle.write("GET / HTTP/1.1\r\nHost: test\r\n\r\n");
     await once(idle, "data");
-    const idleClosed = once(idle, "close").then(() => Date.now());
-    const started = Date.now();
+    let idleClosed = false;
+    const closed = once(idle, "close").then(() => {
+      idleClosed = true;
+    });
     const exitCode = shutdown("SIGTERM");
+    const done = track(exitCode);
 
+    await vi.advanceTimersByTimeAsync(299);
     const during = await fetch(`${url}/`);
     expect(await during.text()).toBe("ok");
     expect(during.headers.get("connection")).toBe("close");
-    const early = await Promise.race([idleClosed, sleep(150).then(() => "still open")]);
-    expect(early).toBe("still open");
+    expect(idleClosed).toBe(false);
+    expect(done.settled).toBe(false);
 
+    await vi.advanceTimersByTimeAsync(1);
+    await closed;
     await expect(exitCode).resolves.toBe(0);
-    expect(await idleClosed).toBeGreaterThanOrEqual(started + 300);
     await expect(fetch(`${url}/`)).rejects.toThrow();
   });
 
   it("cuts requests that outlive the deadline and reports failed hooks", async () => {
+    const arrived = gate();
     const app = express();
     app.get("/stuck", () => {
-      // never answers
+      arrived.open(); // and never answers
     });
     const { server, url } = await listen(app);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const shutdown = createGracefulShutdown({
       server,
       logger,
@@ -123,11 +164,19 @@ describe("createGracefulShutdown", () => {
       ],
     });
 
+    // The request is in the handler, so the shutdown has a request to cut (not merely a
+    // connection refused before it arrived).
     const stuck = fetch(`${url}/stuck`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const started = Date.now();
-    await expect(shutdown("SIGTERM")).resolves.toBe(1);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    const cut = track(stuck);
+    await arrived.opened;
+    const exitCode = shutdown("SIGTERM");
+    const done = track(exitCode);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(done.settled).toBe(false);
+    expect(cut.settled).toBe(false);
+
+    await vi.advanceTimersByTimeAsync(1);
+    await expect(exitCode).resolves.toBe(1);
     await expect(stuck).rejects.toThrow();
   });
 });

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { freePort } from "@app/test-support";
 import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
 
 const run = promisify(execFile);
@@ -178,13 +178,4 @@ export async function startRedis(): Promise<RedisContainer> {
     .start();
   // `redis-cli ping` exits 0 on an error reply too (LOADING while a file loads): require PONG.
   return new RedisContainer(container, port, ["sh", "-c", "redis-cli ping | grep -q PONG"]);
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
 }

@@ -2,6 +2,8 @@ import { once } from "node:events";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "@app/server";
+import { eventually } from "@app/test-support";
+import { expect } from "vitest";
 import { createCounterApp } from "../../src/app.ts";
 import { loadCounterConfig } from "../../src/config.ts";
 import { PostgresStore } from "../../src/postgres-store.ts";
@@ -56,7 +58,7 @@ export class CounterInstance {
   /** Connects like main.ts, and waits until the cache is in use. */
   async start(): Promise<this> {
     await this.postgres.ensureSchema();
-    await eventually(async () => (await this.cache.ping(), true), true);
+    await eventually(() => this.cache.ping(), 10_000, 50);
     return this;
   }
 
@@ -84,26 +86,11 @@ export class CounterInstance {
   }
 }
 
-/** Polls `read` until it returns `expected`; resolves to the time it took. */
-export async function eventually<T>(
-  read: () => Promise<T>,
-  expected: T,
-  timeoutMs = 10_000,
-): Promise<number> {
+/** Polls `read` until it returns `expected` (the shared `eventually`); resolves to the time it took. */
+export async function until<T>(read: () => Promise<T>, expected: T, timeoutMs = 10_000) {
   const started = Date.now();
-  let last: T | undefined;
-  while (Date.now() - started < timeoutMs) {
-    try {
-      last = await read();
-      if (last === expected) return Date.now() - started;
-    } catch {
-      // the store may still be coming back
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(
-    `expected ${String(expected)} within ${timeoutMs} ms, last value ${String(last)}`,
-  );
+  await eventually(async () => expect(await read()).toBe(expected), timeoutMs, 50);
+  return Date.now() - started;
 }
 
 let sequence = 0;

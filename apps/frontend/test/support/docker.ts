@@ -95,6 +95,40 @@ export async function health(container: string): Promise<{ state?: string; healt
   return { state, health };
 }
 
+export interface FrontendOptions {
+  network: string;
+  env?: Record<string, string>;
+  extraArgs?: string[];
+  /** `--publish` values; 8080 must be among them. */
+  publish?: string[];
+}
+
+/**
+ * Starts the frontend `image` on `network` with the given environment, publishes 8080 on
+ * a random loopback port (or as `publish` says), waits for the image's HEALTHCHECK to
+ * pass, returns the base URL (of 8080).
+ */
+export async function runFrontend(
+  image: string,
+  label: string,
+  options: FrontendOptions,
+): Promise<{ url: string; container: string }> {
+  const container = containerName(label);
+  await docker(
+    "run",
+    "--detach",
+    "--name",
+    container,
+    ...["--network", options.network],
+    ...Object.entries(options.env ?? {}).flatMap(([key, value]) => ["--env", `${key}=${value}`]),
+    ...(options.publish ?? ["127.0.0.1::8080"]).flatMap((publish) => ["--publish", publish]),
+    ...(options.extraArgs ?? []),
+    image,
+  );
+  await waitForHealthy(container);
+  return { url: `http://127.0.0.1:${await publishedPort(container, "8080/tcp")}`, container };
+}
+
 export async function waitForHealthy(container: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
