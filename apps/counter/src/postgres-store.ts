@@ -1,7 +1,7 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
 import type { CounterConfig } from "./config.ts";
-import { COUNT_VISITS, SCHEMA_PRESENT, TABLES } from "./schema.ts";
+import { MIGRATION } from "./schema.ts";
 
 /** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
 export interface Increment {
@@ -9,12 +9,9 @@ export interface Increment {
   replayed: boolean;
 }
 
-// Replicas starting together would race on CREATE TABLE; this lock serializes them.
-const MIGRATION_LOCK_KEY = 727_001;
-
 // What a lost database looks like to a statement (the volume was replaced, the data is
-// new): undefined_table, undefined_function, and count_visits' own no_data_found.
-const SCHEMA_MISSING = new Set(["42P01", "42883", "P0002"]);
+// new): undefined_table, undefined_function.
+const SCHEMA_MISSING = new Set(["42P01", "42883"]);
 
 /**
  * The counter's only source of numbers: one row per counter in `visit_counts`. Every
@@ -55,42 +52,19 @@ export class PostgresStore {
   }
 
   /**
-   * Creates the tables, the function and the counter's row; once, and again after a
-   * statement found them gone. A failure is not remembered: the app starts while
+   * Creates the tables and the function; once, and again after a statement found them
+   * gone. A failure is not remembered: the app starts while
    * PostgreSQL is down and migrates on first use.
    */
   ensureSchema(): Promise<void> {
-    this.#schemaReady ??= this.#migrate().catch((error: unknown) => {
-      this.#schemaReady = undefined;
-      throw error;
-    });
+    this.#schemaReady ??= this.pool.query(MIGRATION).then(
+      () => this.#logger.info("postgres: schema ready"),
+      (error: unknown) => {
+        this.#schemaReady = undefined;
+        throw error;
+      },
+    );
     return this.#schemaReady;
-  }
-
-  async #migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
-      const { rows } = await client.query<{ present: boolean }>(SCHEMA_PRESENT);
-      if (!rows[0]?.present) for (const statement of TABLES) await client.query(statement);
-      // Always: a new version may change the function (it locks no table).
-      await client.query(COUNT_VISITS);
-      // Only where the row is missing: ON CONFLICT alone would wait for a batch holding it.
-      // A row deleted alone starts again above every number its keys still hold.
-      await client.query(
-        `INSERT INTO visit_counts (id, count)
-         SELECT $1, coalesce((SELECT max(count) FROM visit_requests WHERE counter_id = $1), 0)
-         WHERE NOT EXISTS (SELECT 1 FROM visit_counts WHERE id = $1)`,
-        [this.#config.COUNTER_ID],
-      );
-      await client.query("COMMIT");
-      client.release();
-      this.#logger.info("postgres: schema ready");
-    } catch (error) {
-      client.release(error instanceof Error ? error : true);
-      throw error;
-    }
   }
 
   /**
@@ -140,15 +114,11 @@ export class PostgresStore {
   async read(): Promise<number> {
     const { rows } = await this.#query<{ count: string }>({
       name: "read_count",
-      text: "SELECT count FROM visit_counts WHERE id = $1",
+      // No row yet: nothing counted (the first batch creates it).
+      text: "SELECT coalesce(max(count), 0) AS count FROM visit_counts WHERE id = $1",
       values: [this.#config.COUNTER_ID],
     });
-    const count = Number(rows[0]?.count);
-    if (!Number.isSafeInteger(count)) {
-      this.#schemaReady = undefined; // the row is gone: create it again
-      throw new Error(`postgres: counter ${this.#config.COUNTER_ID} missing`);
-    }
-    return count;
+    return Number(rows[0]?.count);
   }
 
   close(): Promise<void> {

@@ -3,11 +3,9 @@ import { createClient, defineScript, type RedisClientType } from "@redis/client"
 import type { CounterConfig } from "./config.ts";
 
 /**
- * Stores a count PostgreSQL confirmed at some moment, to expire (PXAT, an absolute time)
- * TTL after that moment: a count lower than the cached one changes nothing; otherwise
- * it is stored, expiring no earlier than the cached one did. So the cache only ever holds
- * (count, expiry) pairs whose count was at least PostgreSQL's TTL before the expiry,
- * whichever replica wrote them, in whatever order, however late Redis applies them.
+ * Stores a count to expire at ARGV[2] (PXAT): a lower count than the cached one changes
+ * nothing, and the expiry is never shortened. Why that bounds every read: the read
+ * paragraph of docs/COUNTER.md.
  */
 const STORE = defineScript({
   NUMBER_OF_KEYS: 1,

@@ -1,30 +1,7 @@
-// The counter's tables and its one function, applied by PostgresStore.ensureSchema() at
-// start and again whenever they are found missing. Everything here is idempotent, so it
-// also works on a volume made by an older version (whose `visit_counts` row carries over).
-
-/** Created only where missing (see SCHEMA_PRESENT). */
-export const TABLES = [
-  `CREATE TABLE IF NOT EXISTS visit_counts (
-     id    text   PRIMARY KEY,
-     count bigint NOT NULL CHECK (count >= 0)
-   )`,
-  // One row per Idempotency-Key: the number its visit got, so a retry gets it back.
-  `CREATE TABLE IF NOT EXISTS visit_requests (
-     counter_id text        NOT NULL,
-     key        text        NOT NULL,
-     count      bigint      NOT NULL,
-     created_at timestamptz NOT NULL DEFAULT now(),
-     PRIMARY KEY (counter_id, key)
-   )`,
-  // Expired keys are deleted oldest first.
-  "CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at)",
-];
-
-// The DDL runs only where something is missing: CREATE INDEX IF NOT EXISTS takes its
-// table lock before it looks, so on every start it would stall the visits in flight.
-export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
-  AND to_regclass('visit_requests') IS NOT NULL
-  AND to_regclass('visit_requests_age') IS NOT NULL AS present`;
+// The counter's schema: one script, applied by PostgresStore.ensureSchema() at start and
+// again whenever a statement finds the schema gone. Everything in it is idempotent, so it
+// also works on a volume made by an older version (whose `visit_counts` rows carry over).
+// Sent as one simple query: its statements run as one transaction.
 
 /**
  * Counts a batch of visits: `anonymous` visits without a key, and one visit per key in
@@ -48,7 +25,7 @@ export const SCHEMA_PRESENT = `SELECT to_regclass('visit_counts') IS NOT NULL
  * a new version must change the arguments, making a new overload, or replicas of both
  * versions, side by side in a rolling update, would keep replacing each other's.)
  */
-export const COUNT_VISITS = `
+const COUNT_VISITS = `
 CREATE OR REPLACE FUNCTION count_visits(
   p_counter text, p_keys text[], p_anonymous integer, p_deadline timestamptz, p_key_ttl_seconds integer)
 RETURNS TABLE (key text, number bigint, replayed boolean)
@@ -68,8 +45,12 @@ BEGIN
     greatest(1, ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000))::int || 'ms', true);
   SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
   IF NOT FOUND THEN
-    -- no_data_found: the store re-creates the schema and the row (data lost, volume new).
-    RAISE EXCEPTION 'counter % has no row in visit_counts', p_counter USING ERRCODE = 'P0002';
+    -- A new counter (or its row deleted alone: it starts above every number its keys hold).
+    INSERT INTO visit_counts (id, count)
+      SELECT p_counter, coalesce(max(r.count), 0) FROM visit_requests AS r
+      WHERE r.counter_id = p_counter
+      ON CONFLICT (id) DO NOTHING;
+    SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
   END IF;
   IF clock_timestamp() > p_deadline THEN
     RAISE EXCEPTION 'batch past its deadline' USING ERRCODE = 'query_canceled';
@@ -97,3 +78,29 @@ BEGIN
   RETURN QUERY SELECT NULL::text, before + p_anonymous + added, false;
 END
 $fn$`;
+
+/** Tables and index, created only where missing; then the function, always. */
+export const MIGRATION = `
+-- Replicas starting together would race on CREATE TABLE: one at a time.
+SELECT pg_advisory_xact_lock(727001);
+DO $$ BEGIN
+  -- Only where something is missing: CREATE INDEX IF NOT EXISTS takes its table lock
+  -- before it looks, so on every start it would stall the visits in flight.
+  IF to_regclass('visit_counts') IS NULL OR to_regclass('visit_requests') IS NULL
+     OR to_regclass('visit_requests_age') IS NULL THEN
+    CREATE TABLE IF NOT EXISTS visit_counts (
+      id    text   PRIMARY KEY,
+      count bigint NOT NULL CHECK (count >= 0));
+    -- One row per Idempotency-Key: the number its visit got, so a retry gets it back.
+    CREATE TABLE IF NOT EXISTS visit_requests (
+      counter_id text        NOT NULL,
+      key        text        NOT NULL,
+      count      bigint      NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (counter_id, key));
+    -- Expired keys are deleted oldest first.
+    CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at);
+  END IF;
+END $$;
+-- Always: a new version may change the function (it locks no table).
+${COUNT_VISITS};`;

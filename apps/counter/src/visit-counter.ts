@@ -18,15 +18,9 @@ export interface VisitCounterOptions {
 }
 
 /**
- * Cache-aside over PostgreSQL (docs/COUNTER.md).
- *
- * - POST: PostgreSQL alone hands out numbers. Concurrent visits share one transaction
- *   (VisitBatcher), each gets its own number from the batch's range, and a visit is
- *   answered once its batch committed. The cache is told afterwards, never waited for.
- * - GET: the cached count on a hit; on a miss (or a cache error), PostgreSQL's count,
- *   which is then cached. Every cached count expires CACHE_TTL after the moment
- *   PostgreSQL confirmed it, so a read shows at least what PostgreSQL had committed
- *   CACHE_TTL before the read.
+ * Cache-aside over PostgreSQL (docs/COUNTER.md): a visit is answered once its batch
+ * committed (VisitBatcher), and the cache is told afterwards, never waited for; a read is
+ * a cache hit, or PostgreSQL's count, which is then cached.
  */
 export class VisitCounter {
   readonly #key: string;

@@ -200,6 +200,8 @@ describe("visit counter with both stores up", () => {
   it("deletes expired keys in each batch, oldest first, twice as many as the batch brings", async () => {
     const id = uniqueId("expiry");
     const created = await instance({ id, keyTtlSeconds: 60 });
+    // A counter at 0 whose 1,250 keys (from an earlier life) have all expired.
+    await created.postgres.pool.query("INSERT INTO visit_counts (id, count) VALUES ($1, 0)", [id]);
     await created.postgres.pool.query(
       `INSERT INTO visit_requests (counter_id, key, count, created_at)
        SELECT $1, 'old-' || i, i, now() - interval '2 minutes' - i * interval '1 second'
@@ -230,7 +232,9 @@ describe("visit counter with both stores up", () => {
     const id = uniqueId("upgrade");
     // What the previous version left: its count and a key it remembered.
     const created = await instance({ id });
-    await created.postgres.pool.query("UPDATE visit_counts SET count = 500 WHERE id = $1", [id]);
+    await created.postgres.pool.query("INSERT INTO visit_counts (id, count) VALUES ($1, 500)", [
+      id,
+    ]);
     await created.postgres.pool.query(
       "INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, 'kept', 480)",
       [id],
@@ -238,6 +242,9 @@ describe("visit counter with both stores up", () => {
     const upgraded = await instance({ id });
     expect(await upgraded.counter.increment()).toMatchObject({ count: 501, replayed: false });
     expect(await upgraded.counter.increment("kept")).toMatchObject({ count: 480, replayed: true });
+    // The row deleted alone: the counter starts again above every number a key holds.
+    await upgraded.postgres.pool.query("DELETE FROM visit_counts WHERE id = $1", [id]);
+    expect(await upgraded.counter.increment()).toMatchObject({ count: 481, replayed: false });
     const table = await upgraded.postgres.pool.query(
       "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'visit_counts' ORDER BY ordinal_position",
     );
