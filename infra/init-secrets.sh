@@ -12,6 +12,8 @@
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
 #   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
 # A real certificate replaces the last two (see the README). Existing files are kept.
+# It also makes the backup service's directory (BACKUP_DIR, default backups/), 0700,
+# owned by uid 999, the user the service writes as.
 # Usage: bash infra/init-secrets.sh [HOST]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,3 +53,19 @@ fi
 
 # Readable inside the containers (Compose bind-mounts them as they are).
 chmod 644 secrets/*.txt secrets/*.pem secrets/*.json
+
+# Where the backup service writes (docker-compose.prod.yml mounts it; Docker would make a
+# missing one root's). Only root may give a directory to another user.
+backup_dir="${BACKUP_DIR:-./backups}"
+if [ ! -d "$backup_dir" ]; then
+  mkdir -p "$backup_dir"
+  echo "created $backup_dir (BACKUP_DIR)"
+fi
+if [ "$(stat -c %u "$backup_dir")" != 999 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    chown 999:999 "$backup_dir"
+    chmod 700 "$backup_dir"
+  else
+    echo "the backup service writes $backup_dir as uid 999: sudo chown 999:999 '$backup_dir'" >&2
+  fi
+fi

@@ -8,7 +8,7 @@ interface Service {
   image?: string;
   networks?: Record<string, unknown>;
   ports?: unknown[];
-  volumes?: { type: string; source?: string }[];
+  volumes?: { type: string; source?: string; target?: string }[];
   healthcheck?: { test?: string[]; disable?: boolean };
   read_only?: boolean;
   cap_drop?: string[];
@@ -52,16 +52,13 @@ describe("compose files", () => {
       ["docker-compose.yml", "docker-compose.override.yml", "docker-compose.watch.yml"],
     ],
     ["base + production + load balancer", PROXIED],
-  ])("%s is valid", async (_name, files) => {
+  ])("%s is valid", async (name, files) => {
     const config = await resolvedConfig(files, BALANCERS);
-    expect(Object.keys(config.services).sort()).toEqual([
-      "backend",
-      "cache",
-      "counter",
-      "db",
-      "db-setup",
-      "frontend",
-    ]);
+    // Production adds the scheduled backups.
+    const extra = name.includes("production") ? ["backup"] : [];
+    expect(Object.keys(config.services).sort()).toEqual(
+      ["backend", "cache", "counter", "db", "db-setup", "frontend", ...extra].sort(),
+    );
   });
 
   describe("production", async () => {
@@ -73,9 +70,12 @@ describe("compose files", () => {
     // db-setup runs once per `up` and exits: no health to check, nothing to restart.
     const ONE_SHOT = new Set(["db-setup"]);
 
-    it("has no bind mounts", () => {
+    it("has no bind mounts but the backup directory", () => {
       for (const [name, service] of entries) {
-        expect(service.volumes?.filter((v) => v.type === "bind") ?? [], name).toEqual([]);
+        const binds = service.volumes?.filter((v) => v.type === "bind") ?? [];
+        // Backups belong on the host (BACKUP_DIR), to be copied off it.
+        if (name === "backup") expect(binds.map((v) => v.target)).toEqual(["/backups"]);
+        else expect(binds, name).toEqual([]);
       }
     });
 
@@ -104,6 +104,7 @@ describe("compose files", () => {
         "postgres_password",
       ]);
       expect(secretNames(services.cache)).toEqual(["redis_password"]);
+      expect(secretNames(services.backup)).toEqual(["postgres_backup_password"]);
       for (const [name, service] of entries) {
         for (const key of Object.keys(service.environment ?? {})) {
           expect(key, name).not.toMatch(/PASSWORD$|KEY$/);
@@ -132,7 +133,7 @@ describe("compose files", () => {
 
     it("runs no service as root", () => {
       // The Node images set USER node themselves; the others are set here.
-      for (const name of ["frontend", "db", "db-setup", "cache"]) {
+      for (const name of ["frontend", "db", "db-setup", "cache", "backup"]) {
         expect(services[name]?.user, name).toMatch(/^[1-9]\d*:[1-9]\d*$/);
       }
     });

@@ -136,7 +136,7 @@ describe("production stack", () => {
 
   it("runs every container as a non-root user on a read-only root filesystem", async () => {
     const all = await containers();
-    expect(all.length).toBe(7);
+    expect(all.length).toBe(8);
     for (const { id, service } of all) {
       expect(await dockerExec(id, ["id", "-u"]), service).not.toBe("0");
       await expect(
@@ -330,6 +330,7 @@ describe("production stack", () => {
     expect(states).toEqual([
       "backend running healthy",
       "backend running healthy",
+      "backup running healthy",
       "cache running healthy",
       "counter running healthy",
       "counter running healthy",

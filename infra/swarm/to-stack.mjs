@@ -4,7 +4,8 @@
 // older v3 schema: it rejects `depends_on` conditions and the top-level `name`,
 // and has no use for `build`; Swarm also ignores `tmpfs`, and runs a one-shot service
 // as a job. Everything else (images, replicas, limits, healthchecks, networks, volumes,
-// configs, secrets) passes through unchanged.
+// configs, secrets) passes through unchanged, except the backup service
+// (SERVICES_TO_DROP).
 //
 //   docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json \
 //     | node infra/swarm/to-stack.mjs | docker stack deploy -c - visit-counter
@@ -20,6 +21,17 @@ const SERVICE_KEYS_TO_DROP = {
   // Swarm restarts through deploy.restart_policy instead.
   restart: true,
 };
+
+/**
+ * Services left out of the stack, and why. The backup service writes to a directory of
+ * the host that ran `docker compose config` (a bind mount of BACKUP_DIR), and its
+ * companions infra/backup.sh and infra/restore.sh drive Compose (`docker compose run`,
+ * `exec`): on a swarm its task may run on another node, where that directory is missing
+ * or on another disk (docs/SWARM.md).
+ */
+const SERVICES_TO_DROP = { backup: true };
+/** Configs only those services use. */
+const CONFIGS_TO_DROP = { "pg-backup": true };
 
 /**
  * Swarm ignores a service's `tmpfs:` paths, which leaves them read-only under
@@ -41,8 +53,10 @@ export function toStack(compose) {
   delete stack.name;
   for (const key of Object.keys(stack)) if (key.startsWith("x-")) delete stack[key];
 
+  const services = Object.entries(compose.services).filter(([name]) => !SERVICES_TO_DROP[name]);
+  for (const name of Object.keys(CONFIGS_TO_DROP)) delete stack.configs?.[name];
   stack.services = Object.fromEntries(
-    Object.entries(compose.services).map(([name, service]) => {
+    services.map(([name, service]) => {
       const converted = Object.fromEntries(
         Object.entries(service).filter(
           // Compose writes unset values as null (e.g. `entrypoint: null`); the v3 schema does not.

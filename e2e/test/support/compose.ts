@@ -9,10 +9,10 @@ import { expect } from "vitest";
 const run = promisify(execFile);
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 
-// Never copied into a test's working copy: installs, build output, local settings and
-// secrets (a test that needs secrets makes fresh ones in its copy).
+// Never copied into a test's working copy: installs, build output, local settings,
+// secrets and backups (a test that needs secrets makes fresh ones in its copy).
 const SKIP =
-  /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$/;
+  /(^|\/)(node_modules|dist|\.turbo|\.git|test-results)(\/|$)|(^|\/)\.env$|^\/secrets\/.*\.(txt|pem)$|^\/backups(\/|$)/;
 
 /**
  * A throwaway copy of the repository in a new temporary directory (without SKIP's
@@ -101,6 +101,46 @@ export class ComposeProject {
       IMAGE_TAG: this.name,
       ...this.#options.env,
     };
+  }
+
+  /**
+   * A script of infra/ run as a user runs it: plain `docker compose` inside, which finds
+   * this project through COMPOSE_PROJECT_NAME and COMPOSE_FILE. Resolves with its exit
+   * code and output, also when it fails.
+   */
+  async script(
+    path: string,
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    try {
+      const { stdout, stderr } = await run("bash", [path, ...args], {
+        cwd: this.directory,
+        env: {
+          ...process.env,
+          ...this.environment(),
+          ...env,
+          COMPOSE_PROJECT_NAME: this.name,
+          COMPOSE_FILE: this.#options.files.join(":"),
+        },
+        timeout: 600_000,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return { code: 0, stdout, stderr, seconds: seconds() };
+    } catch (error) {
+      const {
+        code = 1,
+        stdout = "",
+        stderr = "",
+      } = error as {
+        code?: number;
+        stdout?: string;
+        stderr?: string;
+      };
+      return { code, stdout, stderr, seconds: seconds() };
+    }
   }
 
   /** `up --build --wait`; on failure the error carries the services' last log lines. */

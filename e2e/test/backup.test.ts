@@ -1,0 +1,251 @@
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { copyFile, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { eventually, makeTestPki } from "@app/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { postgresCount } from "./support/compose.ts";
+import { TrustingClient } from "./support/https.ts";
+import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+
+const run = promisify(execFile);
+
+// Backups of the production stack, proven by losing the database: infra/backup.sh,
+// infra/restore.sh and the scheduled backup service. One stack for every test, in this
+// order.
+//
+// The counter caches a count for an hour here (an extra Compose file in the copy): longer
+// than the whole test, so a restore that left the cached count in Redis would show it,
+// instead of it expiring unseen while the restore runs.
+const CACHE_FILE = "docker-compose.e2e-cache.yml";
+const { stack, url } = await productionStack({ extraFiles: [CACHE_FILE] });
+let client: TrustingClient;
+/** BACKUP_DIR, the default one: backups/ in the project directory. */
+let backupDir: string;
+
+beforeAll(async () => {
+  const pki = await makeTestPki();
+  client = new TrustingClient(pki.caCertificate);
+  // The secrets and the backup directory, as docs/PRODUCTION.md's first start.
+  await prepareProductionSecrets(stack, pki);
+  await writeFile(
+    join(stack.directory, CACHE_FILE),
+    "services:\n  counter:\n    environment:\n      CACHE_TTL_SECONDS: 3600\n",
+  );
+  backupDir = join(stack.directory, "backups");
+  await stack.up();
+});
+afterAll(async () => {
+  await client?.close();
+  await stack.destroy();
+});
+
+/** A visit; any answer but 200 fails the test. */
+async function visit(): Promise<number> {
+  const res = await client.fetch(`${url}/api/visits`, { method: "POST" });
+  const body = await res.json();
+  if (res.status !== 200)
+    throw new Error(`POST /api/visits: ${res.status} ${JSON.stringify(body)}`);
+  return (body as { count: number }).count;
+}
+
+/**
+ * A visit of the test's setup, counted exactly once however busy the machine: a 5xx
+ * (the counter's 1 s PostgreSQL deadline) is retried with the same Idempotency-Key.
+ */
+async function setupVisit(): Promise<number> {
+  const key = randomUUID();
+  return eventually(async () => {
+    const res = await client.fetch(`${url}/api/visits`, {
+      method: "POST",
+      headers: { "Idempotency-Key": key },
+    });
+    const body = await res.json();
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    return (body as { count: number }).count;
+  }, 30_000);
+}
+
+async function count(): Promise<number> {
+  const res = await client.fetch(`${url}/api/visits`);
+  const body = await res.json();
+  if (res.status !== 200) throw new Error(`GET /api/visits: ${res.status} ${JSON.stringify(body)}`);
+  return (body as { count: number }).count;
+}
+
+/** The good backups in BACKUP_DIR (what the service counts), oldest first. */
+async function backups(): Promise<string[]> {
+  return (await readdir(backupDir))
+    .filter((name) => /^counter-\d{8}T\d{6}Z\.dump$/.test(name))
+    .sort();
+}
+
+/** pg_restore reads the whole backup (table of contents and data), in the backup container. */
+async function readable(name: string): Promise<void> {
+  await stack.compose([
+    "exec",
+    "-T",
+    "backup",
+    "pg_restore",
+    "--file=/dev/null",
+    `/backups/${name}`,
+  ]);
+}
+
+async function runningCounters(): Promise<number> {
+  const ids = (await stack.compose(["ps", "--quiet", "--status", "running", "counter"])).trim();
+  return ids === "" ? 0 : ids.split("\n").length;
+}
+
+/** The copy of a backup "off the host", where neither retention nor a lost volume reach it. */
+let offHost = "";
+let backupCount = 0;
+
+describe("backups (infra/backup.sh, infra/restore.sh, the backup service)", () => {
+  it("restores a backup into a database whose volume was deleted", {
+    timeout: 600_000,
+  }, async () => {
+    for (let i = 0; i < 5; i++) backupCount = await setupVisit();
+    const made = await stack.script("infra/backup.sh");
+    expect(made.code, made.stderr).toBe(0);
+    const name = made.stderr.match(/backup: (counter-\S+\.dump): \d+ bytes/)?.[1];
+    expect(name, made.stderr).toBeDefined();
+    offHost = join(stack.directory, "off-host.dump");
+    await copyFile(join(backupDir, name as string), offHost);
+
+    // Visits after the backup: these are what the restore loses.
+    for (let i = 0; i < 3; i++) await setupVisit();
+    expect(await count()).toBe(backupCount + 3);
+
+    // The disk is lost: the database's volume is deleted, and the stack starts afresh.
+    await stack.compose(["down", "--timeout", "10"]);
+    await run("docker", ["volume", "rm", `${stack.name}_db-data`]);
+    await stack.up();
+    await client.reconnect();
+    // Read now, the empty database's count is cached (for an hour, see CACHE_FILE).
+    expect(await count()).toBe(0);
+
+    const restored = await stack.script("infra/restore.sh", [offHost]);
+    console.info(`restore.sh (${restored.seconds.toFixed(1)} s):\n${restored.stderr}`);
+    expect(restored.code, restored.stderr).toBe(0);
+    // The backup's count: not the cached 0, nor the 3 visits lost.
+    expect(await count()).toBe(backupCount);
+    expect(restored.stderr).toMatch(/stopped 2 counter replica/);
+    expect(restored.stderr).toMatch(/restored .* \(one transaction\)/);
+    expect(restored.stderr).toMatch(/emptied the cached count \(deleted: cached-count:visits\)/);
+    expect(restored.stderr).toMatch(/started 2 counter replica\(s\): healthy and reading/);
+    expect(restored.stderr).toMatch(/done in [\d.]+ s/);
+    expect(await runningCounters()).toBe(2);
+
+    // Counting goes on from it, and no request fails once the counters are back.
+    const numbers: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      numbers.push(await visit());
+      await count();
+    }
+    expect(numbers).toEqual(Array.from({ length: 10 }, (_, i) => backupCount + 1 + i));
+    expect(await postgresCount(stack)).toBe(backupCount + 10);
+  });
+
+  it("refuses a truncated, a random or another major version's file, and changes nothing", async () => {
+    const before = await setupVisit();
+    const bad = join(stack.directory, "bad.dump");
+    const cases: [string, () => Promise<void>, RegExp][] = [
+      // Cut just short of its end: its table of contents is whole, its data is not.
+      [
+        "truncated",
+        async () => {
+          await copyFile(offHost, bad);
+          await truncate(bad, (await stat(offHost)).size - 30);
+        },
+        /is incomplete or damaged/,
+      ],
+      [
+        "random",
+        async () => {
+          const { stdout } = await run("openssl", ["rand", "-base64", "6000"]);
+          await writeFile(bad, stdout);
+        },
+        /is not a backup pg_restore can read: .*valid archive/,
+      ],
+      // The server version in the file's header, one major version down (same length).
+      [
+        "another major version",
+        async () => {
+          const major = await serverMajor();
+          const dump = await readFile(offHost);
+          const at = dump.indexOf(`${major}.`);
+          expect(at).toBeGreaterThan(0);
+          expect(at).toBeLessThan(100);
+          dump.write(String(major - 1), at);
+          await writeFile(bad, dump);
+        },
+        /was dumped from PostgreSQL \d+\.\S+, the server runs .*another major version/,
+      ],
+    ];
+    for (const [what, make, message] of cases) {
+      await make();
+      const refused = await stack.script("infra/restore.sh", [bad]);
+      expect(refused.code, `${what}: ${refused.stderr}`).toBe(1);
+      expect(refused.stderr, what).toMatch(message);
+      expect(refused.stderr, what).toMatch(/nothing was changed/);
+      expect(await runningCounters(), what).toBe(2);
+      expect(await count(), what).toBe(before);
+    }
+    expect(await postgresCount(stack)).toBe(before);
+  });
+
+  it("backs up on schedule, keeps the newest BACKUP_KEEP, and turns unhealthy without the database", {
+    timeout: 300_000,
+  }, async () => {
+    const env = { BACKUP_INTERVAL: "2s", BACKUP_KEEP: "2" };
+    const since = new Set(await backups());
+    await stack.compose(["up", "--detach", "--no-deps", "--wait", "backup"], { env });
+
+    // Every good file seen from now on, until three new ones were and the older ones are
+    // deleted (a new file is renamed into place first, then the oldest go: for a moment
+    // there are BACKUP_KEEP + 1, never fewer than BACKUP_KEEP).
+    const seen = new Set<string>();
+    const present = await eventually(async () => {
+      const now = await backups();
+      for (const name of now) if (!since.has(name)) seen.add(name);
+      expect(seen.size).toBeGreaterThanOrEqual(3);
+      expect(now).toHaveLength(2);
+      return now;
+    }, 60_000);
+    const newest = [...seen].sort();
+    expect(present).toEqual(newest.slice(-2));
+    expect(present).not.toContain(newest[0]);
+    for (const name of present) await readable(name);
+
+    const backup = (await stack.compose(["ps", "--quiet", "backup"])).trim();
+    const health = async () =>
+      (
+        await run("docker", ["inspect", "--format", "{{.State.Health.Status}}", backup])
+      ).stdout.trim();
+    expect(await health()).toBe("healthy");
+    await stack.compose(["stop", "db"]);
+    try {
+      // Two intervals (4 s) without a backup, then two failed probes (10 s apart).
+      await eventually(async () => expect(await health()).toBe("unhealthy"), 60_000);
+    } finally {
+      await stack.compose(["start", "db"]);
+    }
+    const { stdout: probes } = await run("docker", [
+      "inspect",
+      "--format",
+      "{{range .State.Health.Log}}{{.Output}}{{end}}",
+      backup,
+    ]);
+    expect(probes).toMatch(/newest: counter-\S+\.dump, \d+ s old \(limit 4 s\)/);
+  });
+});
+
+async function serverMajor(): Promise<number> {
+  const output = await stack.compose([
+    ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
+    ...["--tuples-only", "--no-align", "--command=SHOW server_version_num"],
+  ]);
+  return Math.floor(Number(output.trim()) / 10_000);
+}
