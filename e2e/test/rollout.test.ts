@@ -161,6 +161,48 @@ describe("rolling update (infra/rollout.sh)", () => {
     }
   });
 
+  it("goes back to the previous version as the README says (IMAGE_TAG=<previous> … --no-build)", async () => {
+    // The running images become "the previous version", under a tag of their own.
+    const previousTag = `previous-${stack.name}`;
+    const images = ["backend", "counter"].map((service) => `visit-counter/${service}`);
+    for (const image of images)
+      await run("docker", ["tag", `${image}:${stack.name}`, `${image}:${previousTag}`]);
+    try {
+      const previous = summary(await underStream(async () => {})).messages;
+      expect(previous).toHaveLength(1);
+      await setMessage("Hello from the version that is rolled back");
+      await touchCounter("rolled back");
+      expect((await rollout(["backend", "counter"])).code).toBe(0);
+      // README's command: the production files, the previous tag, nothing built.
+      let result: Awaited<ReturnType<typeof rollout>> | undefined;
+      const records = await underStream(async () => {
+        result = await rollout(["--no-build", "backend", "counter"], { IMAGE_TAG: previousTag });
+      });
+      console.info(
+        `rollback: exit ${result?.code} after ${result?.seconds.toFixed(1)} s, ` +
+          `${records.length} requests, ${failures(records).length} failed`,
+      );
+      expect(result?.code, result?.output).toBe(0);
+      expect(failures(records).length, await explain(records)).toBe(0);
+      expect(records.findLast((r) => r.kind === "data")?.message).toBe(previous[0]);
+      // Two replicas each, all on the previous images.
+      for (const [index, service] of ["backend", "counter"].entries()) {
+        const ids = (await stack.compose(["ps", "--quiet", service])).trim().split("\n");
+        expect(ids, service).toHaveLength(2);
+        for (const id of ids) {
+          const { stdout } = await run("docker", ["inspect", "--format", "{{.Config.Image}}", id]);
+          expect(stdout.trim()).toBe(`${images[index]}:${previousTag}`);
+        }
+      }
+    } finally {
+      // Back on this run's tag for the tests after this one, then the extra tag goes.
+      await rollout(["--no-build", "backend", "counter"]);
+      await run("docker", ["rmi", ...images.map((image) => `${image}:${previousTag}`)]).catch(
+        () => {},
+      );
+    }
+  });
+
   it("for comparison: a plain `up -d --build --wait` of both services, under the same stream", async () => {
     await setMessage("Hello from Backend API, after a plain up");
     await touchCounter("plain up");
