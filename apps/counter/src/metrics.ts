@@ -1,6 +1,6 @@
 import { Counter, Histogram } from "@app/server";
 
-// The counter's own metrics, each answering one operator question (docs/COUNTER.md#metrics).
+// The counter's own metrics, each answering one operator question (its comment).
 // Label values are fixed sets, present at 0 from the start so rates exist before a first error.
 
 export const visitsCounted = new Counter({
