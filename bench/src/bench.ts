@@ -273,12 +273,18 @@ async function loadDirect(
   const image = (await stack.builtImages()).get("backend");
   if (!image) throw new Error("no backend image");
   const name = `${stack.name}-direct-backend`;
+  // A port can only be published on a network that is not internal: edge where the
+  // measured commit has it, else (older commits) front.
+  const edge = `${stack.name}_edge`;
+  const hasEdge =
+    (await run("docker", ["network", "inspect", edge], { allowFailure: true })).code === 0;
+  const network = hasEdge ? edge : `${stack.name}_front`;
   await run("docker", [
     "run",
     "--detach",
     "--name",
     name,
-    ...["--network", `${stack.name}_front`, "--publish", "127.0.0.1::3001"],
+    ...["--network", network, "--publish", "127.0.0.1::3001"],
     ...["--env", "PORT=3001", "--env", "NODE_ENV=production", "--env", "LOG_LEVEL=info"],
     ...["--cpus", "1", "--memory", "256m", "--pids-limit", "128", "--init"],
     ...["--user", "node", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"],
