@@ -162,11 +162,21 @@ describe("rolling update (infra/rollout.sh)", () => {
   });
 
   it("goes back to the previous version as the README says (IMAGE_TAG=<previous> … --no-build)", async () => {
-    // The running images become "the previous version", under a tag of their own.
+    // The images the replicas run now become "the previous version", under a tag of their
+    // own. (Not this run's tag: a test before may have left a broken build under it.)
     const previousTag = `previous-${stack.name}`;
-    const images = ["backend", "counter"].map((service) => `visit-counter/${service}`);
-    for (const image of images)
-      await run("docker", ["tag", `${image}:${stack.name}`, `${image}:${previousTag}`]);
+    const services = ["backend", "counter"];
+    const images = services.map((service) => `visit-counter/${service}`);
+    for (const [index, service] of services.entries()) {
+      const [id] = (await stack.compose(["ps", "--quiet", service])).trim().split("\n");
+      const { stdout: running } = await run("docker", [
+        "inspect",
+        "--format",
+        "{{.Image}}",
+        id ?? "",
+      ]);
+      await run("docker", ["tag", running.trim(), `${images[index]}:${previousTag}`]);
+    }
     try {
       const previous = summary(await underStream(async () => {})).messages;
       expect(previous).toHaveLength(1);
