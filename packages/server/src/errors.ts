@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
+import { logFailure } from "./request-log.ts";
 
 /** An error whose status and message are meant for the client. */
 export class HttpError extends Error {
@@ -43,9 +44,8 @@ export function errorHandler(exposeErrors: boolean): ErrorRequestHandler {
       res.status(status).json({ error: clientMessage(error, status) });
       return;
     }
-    // pino-http (createApp's first middleware) logs the request's one line with this
-    // error and its stack.
-    res.err = error;
+    // The request's one log line (request-log.ts) carries this error and its stack.
+    logFailure(res, error);
     const body: Record<string, unknown> = { error: "Internal Server Error" };
     if (exposeErrors && error instanceof Error) {
       body.detail = error.message;
