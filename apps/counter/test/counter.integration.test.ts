@@ -90,6 +90,15 @@ describe("visit counter with both stores up", () => {
     const replays = await created.postgres.countBatch(["a", "c"], 1_000);
     expect(replays.count).toBe(5);
     expect(replays.visits.every((visit) => visit.replayed)).toBe(true);
+    // Old keys and new ones in one batch: the old get their numbers back, the new the next.
+    const both = await created.postgres.countBatch(["d", "b", undefined, "e"], 1_000);
+    expect(both.count).toBe(8);
+    expect(both.visits.map((visit) => [visit.count, visit.replayed])).toEqual([
+      [7, false],
+      [4, true],
+      [6, false],
+      [8, false],
+    ]);
   });
 
   it("GET /visits is cache-aside: a hit from Redis, else PostgreSQL's count, which fills the cache", async () => {
