@@ -1,5 +1,7 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ComposeProject } from "./support/compose.ts";
+import { ComposeProject, REPO_ROOT } from "./support/compose.ts";
 
 // `docker compose config` resolves and validates a combination of files; these
 // tests assert what the production combination promises, without starting it.
@@ -59,6 +61,22 @@ describe("compose files", () => {
     expect(Object.keys(config.services).sort()).toEqual(
       ["backend", "cache", "counter", "db", "db-setup", "frontend", ...extra].sort(),
     );
+  });
+
+  it(".env.example names every variable the compose files interpolate", async () => {
+    const files = (await readdir(REPO_ROOT)).filter((f) => /^docker-compose.*\.yml$/.test(f));
+    const used = new Set<string>();
+    for (const file of files) {
+      const text = await readFile(join(REPO_ROOT, file), "utf8");
+      // `${NAME`, not `$${NAME` (an escaped $: the container's shell reads it).
+      for (const [, name] of text.matchAll(/(?<!\$)\$\{([A-Z][A-Z0-9_]*)/g))
+        used.add(name as string);
+    }
+    const example = await readFile(join(REPO_ROOT, ".env.example"), "utf8");
+    // Set (NAME=…) or shown commented out (# NAME=…).
+    const listed = new Set([...example.matchAll(/^#? ?([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]));
+    expect(used.size).toBeGreaterThan(20);
+    expect([...used].filter((name) => !listed.has(name)).sort()).toEqual([]);
   });
 
   describe("production", async () => {

@@ -2,7 +2,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject } from "./support/compose.ts";
+import { artifactPath, launchChromium } from "./support/browser.ts";
+import { ComposeProject, REPO_ROOT } from "./support/compose.ts";
+import { normalize, parseQuickStart } from "./support/readme.ts";
 
 // `docker compose up --build` exactly as a developer runs it (base + the
 // auto-loaded override), from a copy of the repository so hot reload can be
@@ -27,6 +29,51 @@ async function getJson(path: string, init?: RequestInit) {
   // biome-ignore lint/suspicious/noExplicitAny: assertions below check the shape.
   return { res, body: (await res.json()) as any };
 }
+
+// First in this file: the README's counts start from a fresh stack, before any other
+// test here has counted a visit.
+describe("the README's quick start", () => {
+  it("prints what the README shows: the page's own visit first, then the API examples", async () => {
+    const readme = parseQuickStart(await readFile(join(REPO_ROOT, "README.md"), "utf8"));
+    // The stack is up already (beforeAll); the README's own command must agree.
+    expect(readme.setup).toContain("docker compose up --build --wait");
+    for (const command of readme.setup) await stack.shell(command);
+
+    // The page, as the reader opens it: it counts its own visit as it loads.
+    const browser = await launchChromium();
+    try {
+      // The size of the README's screenshot (docs/page.png), which this one can replace.
+      const page = await browser.newPage({ viewport: { width: 900, height: 620 } });
+      await page.goto(url);
+      await expect.poll(() => page.getByTestId("visits").textContent()).toBe(readme.pageText);
+      await page.getByRole("button", { name: "Fetch Data from Backend" }).click();
+      await expect
+        .poll(() => page.getByTestId("data-message").textContent())
+        .toBe("Hello from Backend API managed by Docker Compose!");
+      await page.screenshot({ path: await artifactPath("readme-page.png") });
+    } finally {
+      await browser.close();
+    }
+
+    expect(readme.examples.map((example) => example.command.split(" ")[0])).toEqual([
+      "docker",
+      "curl",
+      "curl",
+      "curl",
+      "curl",
+    ]);
+    for (const { command, output } of readme.examples) {
+      // The reader's localhost:8080 is this stack's random port.
+      const line = command.replaceAll("localhost:8080", new URL(url).host);
+      const check = async () =>
+        expect(normalize(await stack.shell(line)), command).toBe(normalize(output));
+      // The count reaches Redis right after the visit's answer: a read may lag a moment,
+      // so reads are retried. A visit is not: repeated, it would count twice.
+      if (command.includes("-X POST")) await check();
+      else await eventually(check, 5_000);
+    }
+  }, 300_000);
+});
 
 describe("development stack through Nginx", () => {
   it("serves the page", async () => {

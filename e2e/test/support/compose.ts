@@ -143,6 +143,31 @@ export class ComposeProject {
     }
   }
 
+  /**
+   * A shell command line as a user types it in the project directory (a README's), with
+   * plain `docker compose` finding this project through COMPOSE_PROJECT_NAME and
+   * COMPOSE_FILE. Resolves with its standard output; rejects with both outputs on failure.
+   */
+  async shell(command: string): Promise<string> {
+    try {
+      const { stdout } = await run("bash", ["-o", "pipefail", "-c", command], {
+        cwd: this.directory,
+        env: {
+          ...process.env,
+          ...this.environment(),
+          COMPOSE_PROJECT_NAME: this.name,
+          COMPOSE_FILE: this.#options.files.join(":"),
+        },
+        timeout: 600_000,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return stdout;
+    } catch (error) {
+      const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+      throw new Error(`${command} failed:\n${stdout}\n${stderr}`);
+    }
+  }
+
   /** `up --build --wait`; on failure the error carries the services' last log lines. */
   async up(extra: string[] = []): Promise<void> {
     try {
