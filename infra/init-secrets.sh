@@ -10,8 +10,8 @@
 #   secrets/redis_password.txt        random, 0644
 #   secrets/redis_exporter_passwords.json  redis_password.txt as redis_exporter reads it
 #   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
-#   secrets/tls_key.pem               machine's name and localhost), valid 90 days, 0644
-# A real certificate replaces the last two (see the README). Existing files are kept.
+#   secrets/tls_key.pem               machine's name), localhost and 127.0.0.1, 90 days, 0644
+# A real certificate replaces the last two (docs/PRODUCTION.md, HTTPS). Existing files are kept.
 # It also makes the backup service's directory (BACKUP_DIR, default backups/), 0700,
 # owned by uid 999, the user the service writes as.
 # Usage: bash infra/init-secrets.sh [HOST]

@@ -3,33 +3,42 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "./support/compose.ts";
 
-// docs/TUTORIAL-MAP.md points at line ranges of the real configuration. This test
-// keeps it honest: every referenced file exists, every range lies inside it, and
-// the text the map quotes ("Look for") still stands in those lines.
+// docs/TUTORIAL-MAP.md points at line ranges of the real configuration, each row naming
+// the key it demonstrates. A range is anchored by that key: it must stand on the range's
+// first line, so a line added or removed above a row fails here instead of misleading a
+// reader. Containment alone would not do: a wide range still holds its key when it has
+// slid by a few lines.
 
 const map = readFileSync(join(REPO_ROOT, "docs/TUTORIAL-MAP.md"), "utf8");
-const references = [...map.matchAll(/^\| (.+?) \| `([^`:]+):(\d+)-(\d+)` \| `(.+?)` \|/gm)].map(
-  ([, concept, path, start, end, quoted]) => ({
+const rows = [...map.matchAll(/^\| (.+?) \| `([^`:]+):(\d+)(?:-(\d+))?` \| `(.+?)` \|/gm)].map(
+  ([, concept, path, start, end, key]) => ({
     concept: concept ?? "",
     path: path ?? "",
     start: Number(start),
-    end: Number(end),
-    quoted: quoted ?? "",
+    end: Number(end ?? start),
+    key: key ?? "",
   }),
 );
 
 describe("docs/TUTORIAL-MAP.md", () => {
   it("references the configuration", () => {
-    expect(references.length).toBeGreaterThanOrEqual(25);
+    expect(rows.length).toBeGreaterThanOrEqual(25);
   });
 
-  it.each(references)("$concept → $path:$start-$end", ({ path, start, end, quoted }) => {
+  it.each(rows)("$concept → $path:$start-$end starts at `$key`", ({ path, start, end, key }) => {
     const file = join(REPO_ROOT, path);
     expect(existsSync(file), `${path} exists`).toBe(true);
     const lines = readFileSync(file, "utf8").split("\n");
     expect(start).toBeGreaterThanOrEqual(1);
     expect(end).toBeGreaterThanOrEqual(start);
     expect(end).toBeLessThanOrEqual(lines.length);
-    expect(lines.slice(start - 1, end).join("\n")).toContain(quoted);
+    // Where the key stands now (the occurrence nearest the range), for the message.
+    const now = lines
+      .map((line, index) => (line.includes(key) ? index + 1 : 0))
+      .filter(Boolean)
+      .sort((a, b) => Math.abs(a - start) - Math.abs(b - start))[0];
+    expect(lines[start - 1], `${path}:${start} holds \`${key}\` (now at line ${now})`).toContain(
+      key,
+    );
   });
 });

@@ -184,9 +184,10 @@ async function drill(name: string, options: DrillOptions): Promise<Drill> {
 const noFailures = ({ result }: Drill) => expect(result.unanswered).toBe(0);
 
 /**
- * The fault made reads miss the cache: the count never expires while visits go on (see
- * CACHE_TTL_SECONDS), so without the fault a read misses only when the machine stalls
- * past the cache deadline, as likely outside the faults as during them.
+ * The fault made reads miss the cache: while visits go on, every batch renews the cached
+ * count's expiry (CACHE_TTL_SECONDS), so it does not lapse; without the fault a read misses
+ * only when the machine stalls past the cache deadline, as likely outside the faults as
+ * during them.
  */
 function cacheFaultSeen(drilled: Drill) {
   const misses = cacheMisses(drilled);
