@@ -51,6 +51,10 @@ export class RedisCache {
       disableOfflineQueue: true,
       // A frozen Redis holds every command sent to it: past this many, fail at once.
       commandsQueueMaxLength: 1_000,
+      // #within is every call's deadline. node-redis' own (5 s by default) arms an
+      // AbortSignal.timeout per command, whose timer fires and allocates long after the
+      // answer: 2–3 % of the counter's CPU under load (docs/PERFORMANCE.md).
+      commandOptions: { timeout: 0 },
       socket: {
         // A connection to a cache nearby takes well under a millisecond.
         connectTimeout: 500,
