@@ -11,7 +11,7 @@ import { prepareProductionSecrets, productionStack } from "./support/production.
 const run = promisify(execFile);
 
 // The production files deployed to a single-node Docker Swarm with
-// infra/swarm/deploy.sh, as README's "Docker Swarm" section does it, with the secrets
+// infra/swarm/deploy.sh, as docs/SWARM.md does it, with the secrets
 // infra/init-secrets.sh makes (docs/PRODUCTION.md): passwords and a self-signed
 // certificate for localhost, which the tests trust as a browser would after the warning.
 // The frontend publishes its ports in host mode on fixed free ports: HTTPS, and HTTP that
