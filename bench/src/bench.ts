@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { flags, positive } from "./args.ts";
 import { type BuildTiming, dependencySteps, describeStep, timedBuild } from "./build.ts";
 import { runMain } from "./cleanup.ts";
-import { type IdleWait, waitForQuiet } from "./cpu.ts";
+import { type IdleWait, ON_PATH, waitForQuiet } from "./cpu.ts";
 import { type ImageSize, imageSizes } from "./images.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { log } from "./log.ts";
@@ -554,23 +554,13 @@ function resultsTable(m: Measurements, [current, base]: Side[]): Table {
   };
 }
 
-const SERVICES: Record<string, string> = {
-  frontend: "Nginx",
-  backend: "backend",
-  counter: "counter",
-  db: "PostgreSQL",
-  cache: "Redis",
-};
-
 function cpuTable(sides: Side[]): Table {
-  const rank = (s: string) => Object.keys(SERVICES).indexOf(s) >>> 0;
-  const services = [
-    ...new Set(sides.flatMap((side) => [...side.values()].flatMap((s) => [...s.cpu.keys()]))),
-  ].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const services = Object.keys(ON_PATH);
+  // –: the service was not running (the cache, stopped); n/a: its CPU could not be read.
   const us = (value: number | undefined) =>
-    value === undefined || Number.isNaN(value) ? "n/a" : int(value);
+    value === undefined ? "–" : Number.isNaN(value) ? "n/a" : int(value);
   return {
-    columns: ["µs of CPU per request", ...services.map((s) => SERVICES[s] ?? s), "total"],
+    columns: ["µs of CPU per request", ...Object.values(ON_PATH), "total"],
     align: ["l", ...services.map(() => "r" as const), "r"],
     rows: ROWS.flatMap((r) =>
       sides.map((side, i) => {
@@ -712,7 +702,7 @@ await runMain(async () => {
     `Load: autocannon, ${options.connections} connections, ${options.durationS} s per row after ${options.warmupS} s of warm-up, through Nginx on 127.0.0.1 (plain HTTP, as behind a load balancer that terminates TLS); errors = non-2xx + connection errors + timeouts. ${options.rounds} round(s) of every row, interleaved; figures are medians of the rounds. Nginx is restarted before each row, so every row starts without the previous row's TIME_WAIT sockets.`,
     `Machine busy: the whole machine's busy cores during a load row (the stack and the load generator included), or just before any other measurement (more than ~0.3 on ${machine.cores} cores means a shared machine and pessimistic numbers).`,
   ];
-  const cpuHeading = `CPU per request served (µs, medians of the rounds; Node services, all replicas: ${sources.join("; ")}; Nginx, PostgreSQL, Redis: their containers' cgroups):`;
+  const cpuHeading = `CPU per request served (µs, medians of the rounds; a POST without the client's key gets one from Nginx; Node services, all replicas: ${sources.join("; ")}; Nginx, PostgreSQL, Redis: their containers' cgroups):`;
   const scaleHeading = `POST /api/visits with the counter scaled (one run each; batches from counter_batch_size, summed over the replicas):`;
   console.log(
     [

@@ -40,6 +40,15 @@ export interface ServiceUse {
   batchedVisits: number;
 }
 
+/** The services a request goes through (others, e.g. backups, are no part of its cost). */
+export const ON_PATH: Record<string, string> = {
+  frontend: "Nginx",
+  backend: "backend",
+  counter: "counter",
+  db: "PostgreSQL",
+  cache: "Redis",
+};
+
 type StackSample = Map<string, ServiceUse & { service: string }>;
 
 /**
@@ -48,7 +57,7 @@ type StackSample = Map<string, ServiceUse & { service: string }>;
  * without a metrics endpoint) from their cgroup, which no exporter gives per request.
  */
 async function sampleStack(stack: Stack): Promise<StackSample> {
-  const containers = (await stack.containers()).filter((c) => c.running);
+  const containers = (await stack.containers()).filter((c) => c.running && c.service in ON_PATH);
   const sample = async (id: string, service: string) => {
     const scraped = ["backend", "counter"].includes(service)
       ? await run("docker", ["exec", id, "node", "-e", SCRAPE], { allowFailure: true })
