@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { onCleanup } from "./cleanup.ts";
@@ -290,23 +290,6 @@ export class Stack {
     }
   }
 
-  /**
-   * TCP sockets in TIME_WAIT in the network namespace of `service`'s first container,
-   * read from the host through its main process (/proc/PID/net/tcp{,6}).
-   */
-  async timeWaitSockets(service: string): Promise<number> {
-    const [id] = await this.containerIds(service);
-    if (!id) return Number.NaN;
-    const { stdout } = await run("docker", ["inspect", "--format", "{{.State.Pid}}", id]);
-    let count = 0;
-    for (const table of ["tcp", "tcp6"]) {
-      const text = await readFile(`/proc/${stdout.trim()}/net/${table}`, "utf8").catch(() => "");
-      // Column 4 is the state; 06 is TIME_WAIT.
-      count += text.split("\n").filter((line) => line.trim().split(/\s+/)[3] === "06").length;
-    }
-    return count;
-  }
-
   async logs(tail = 40): Promise<string> {
     const result = await this.compose(["logs", "--no-color", "--tail", String(tail)], {
       allowFailure: true,
@@ -329,6 +312,8 @@ export class Stack {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await this.#rememberImages().catch(() => {});
+    // A stack paused while another one is measured (pnpm bench --baseline).
+    await this.compose(["unpause"], { allowFailure: true }).catch(() => {});
     await this.down(true).catch((error: unknown) => {
       console.error(`compose down of ${this.name} failed: ${error}`);
     });
