@@ -18,7 +18,7 @@ import { log } from "./log.ts";
 import { describeMachine, machineLines } from "./machine.ts";
 import { run } from "./proc.ts";
 import { measureReloads, measureWatchReloads, WATCH_FILES } from "./reload.ts";
-import { writeReportSection } from "./report.ts";
+import { writeReport } from "./report.ts";
 import { copyRepo, DEV_FILES, measuredProdFiles, REPO_ROOT, runName, Stack } from "./stack.ts";
 import { describeTimeline, type StartupTiming, timedUp } from "./startup.ts";
 import { int, mb, ms, pct, renderMarkdown, renderText, seconds, type Table } from "./table.ts";
@@ -723,8 +723,10 @@ await runMain(async () => {
   );
 
   if (values["write-report"]) {
-    const markdown = [
-      ...heading.map((line) => `- ${line.replace(/^Command: (.*)$/, "Command: `$1`")}`),
+    const list = (lines: string[]) =>
+      lines.map((line) => `- ${line.replace(/^Command: (.*)$/, "Command: `$1`")}`);
+    const report = [
+      ...list(heading),
       "",
       renderMarkdown(results),
       "",
@@ -736,9 +738,23 @@ await runMain(async () => {
       "",
       renderMarkdown(scale),
       "",
-      ...notes.map((n) => `- ${n}`),
+      ...list(notes),
     ].join("\n");
-    log(`wrote ${await writeReportSection("bench", markdown)}`);
+    // The page: the load rows and what they cost, with the run's date and command.
+    // The load rows and the CPU verdict come first; the build and start-up rows after.
+    const loadRows = { ...results, rows: results.rows.slice(0, ROWS.length + 1) };
+    const summary = [
+      ...list(heading.filter((line) => /^(Date|Code|Command): /.test(line))),
+      "",
+      renderMarkdown(loadRows),
+      "",
+      cpuHeading,
+      "",
+      renderMarkdown(cpu),
+      "",
+      "Everything else the run printed (machine, builds, start-up, reloads, the scale rows): [bench/results/bench.md](../bench/results/bench.md).",
+    ].join("\n");
+    log(`wrote ${(await writeReport("bench", report, summary)).join(", ")}`);
   }
   return 0;
 });

@@ -22,7 +22,7 @@ import { runMain } from "./cleanup.ts";
 import { log } from "./log.ts";
 import { describeMachine, machineLines } from "./machine.ts";
 import { run, sleep } from "./proc.ts";
-import { writeReportSection } from "./report.ts";
+import { writeReport } from "./report.ts";
 import { type ContainerInfo, copyRepo, measuredProdFiles, runName, Stack } from "./stack.ts";
 import { int, ms, renderMarkdown, renderText, type Table } from "./table.ts";
 
@@ -437,8 +437,10 @@ await runMain(async () => {
     ].join("\n"),
   );
   if (values["write-report"]) {
-    const markdown = [
-      ...heading.map((line) => `- ${line.replace(/^Command: (.*)$/, "Command: `$1`")}`),
+    const list = (lines: string[]) =>
+      lines.map((line) => `- ${line.replace(/^Command: (.*)$/, "Command: `$1`")}`);
+    const report = [
+      ...list(heading),
       "",
       renderMarkdown(phaseTable),
       "",
@@ -449,9 +451,15 @@ await runMain(async () => {
       "",
       renderMarkdown(containerTable),
       "",
-      ...verdicts.map((v) => `- ${v}`),
+      ...list(verdicts),
     ].join("\n");
-    log(`wrote ${await writeReportSection("chaos", markdown)}`);
+    const summary = [
+      ...list(heading.filter((line) => /^(Date|Code|Command): /.test(line))),
+      ...list(verdicts),
+      "",
+      "The phases, the checks, the bad requests and the containers: [bench/results/chaos.md](../bench/results/chaos.md).",
+    ].join("\n");
+    log(`wrote ${(await writeReport("chaos", report, summary)).join(", ")}`);
   }
   return streamOk && result.ok && badOk && stillServing && crashes.length === 0 ? 0 : 1;
 });
