@@ -32,8 +32,8 @@ export function createApp(options: AppOptions): Express {
   const app = express();
 
   app.disable("x-powered-by");
-  // Every answer is JSON made per request: an ETag (a hash of each body) would almost
-  // never match, and hashing was the kit's largest avoidable cost (docs/PERFORMANCE.md).
+  // Every answer is JSON made per request: an ETag (a hash of each body, on every
+  // response) would almost never match (docs/PERFORMANCE.md).
   app.set("etag", false);
   // Behind Nginx: trust X-Forwarded-* only from loopback and private networks.
   app.set("trust proxy", "loopback, uniquelocal");
