@@ -1,7 +1,7 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 
 /**
- * Parses `--flag value` options. `pnpm bench -- --stack dev` passes a literal "--"
+ * Parses `--flag value` options. `pnpm bench -- --only load` passes a literal "--"
  * through; it is dropped. Unknown flags, or --help, print the usage and exit.
  */
 export function flags(

@@ -39,7 +39,8 @@ const USAGE = `Usage: pnpm bench [-- options]
   --reloads N         hot-reload edits to time on the dev stack (default: 3)
   --quiet-wait S      before each measurement, wait up to S seconds for the machine to be
                       quiet (< 0.3 busy cores for 3 s); 0 = never wait (default: 30)
-  --write-report      also write the tables into docs/PERFORMANCE.md
+  --write-report      also write the report to bench/results/bench.md, and its load
+                      rows and CPU table into docs/PERFORMANCE.md
   -h, --help          this text
 
 Needs Docker with Compose v2 and the base images (NODE_IMAGE, NGINX_IMAGE,
@@ -683,10 +684,17 @@ await runMain(async () => {
 
   const { ref, baseline } = options;
   const command = `pnpm bench -- ${ref ? `--ref ${ref} ` : ""}${baseline ? `--baseline ${baseline} ` : ""}${options.onlyLoad ? "--only load " : ""}--rounds ${options.rounds} --duration ${options.durationS} --warmup ${options.warmupS} --connections ${options.connections}${options.onlyLoad ? "" : ` --reloads ${options.reloads}`} --quiet-wait ${options.quietWaitS}`;
-  const sources = m.rounds.map((side, i) => {
-    const source = side.get("data")?.[0]?.services.get("backend")?.source ?? "n/a";
-    return `${i ? "baseline" : "current code"}: ${source === "metrics" ? "their process_cpu_seconds_total" : "their cgroups (no metrics endpoint)"}`;
-  });
+  const sourceOf = (side: Map<string, LoadResult[]>) =>
+    side.get("data")?.[0]?.services.get("backend")?.source === "metrics"
+      ? "process_cpu_seconds_total"
+      : "cgroups (no metrics endpoint)";
+  // Named per side only where the sides differ (a baseline from before the metrics).
+  const sources =
+    new Set(m.rounds.map(sourceOf)).size > 1
+      ? m.rounds
+          .map((side, i) => `${i ? "baseline" : "current code"}: ${sourceOf(side)}`)
+          .join("; ")
+      : sourceOf(m.rounds[0] ?? new Map());
   const results = resultsTable(m, sides);
   const cpu = cpuTable(sides);
   const scale = scaleTable(m, options.durationS);
@@ -702,7 +710,7 @@ await runMain(async () => {
     `Load: autocannon, ${options.connections} connections, ${options.durationS} s per row after ${options.warmupS} s of warm-up, through Nginx on 127.0.0.1 (plain HTTP, as behind a load balancer that terminates TLS); errors = non-2xx + connection errors + timeouts. ${options.rounds} round(s) of every row, interleaved; figures are medians of the rounds. Nginx is restarted before each row, so every row starts without the previous row's TIME_WAIT sockets.`,
     `Machine busy: the whole machine's busy cores during a load row (the stack and the load generator included), or just before any other measurement (more than ~0.3 on ${machine.cores} cores means a shared machine and pessimistic numbers).`,
   ];
-  const cpuHeading = `CPU per request served (µs, medians of the rounds; a POST without the client's key gets one from Nginx; Node services, all replicas: ${sources.join("; ")}; Nginx, PostgreSQL, Redis: their containers' cgroups):`;
+  const cpuHeading = `µs of CPU per request (medians; Node services, all replicas: ${sources}; the others: their cgroups; Nginx adds a key to a POST without one):`;
   const scaleHeading = `POST /api/visits with the counter scaled (one run each; batches from counter_batch_size, summed over the replicas):`;
   console.log(
     [
@@ -741,8 +749,25 @@ await runMain(async () => {
       ...list(notes),
     ].join("\n");
     // The page: the load rows and what they cost, with the run's date and command.
-    // The load rows and the CPU verdict come first; the build and start-up rows after.
-    const loadRows = { ...results, rows: results.rows.slice(0, ROWS.length + 1) };
+    // The page's share: the load rows and the CPU verdict (they come first), the columns
+    // the page discusses, and the current code's CPU.
+    const keep = [
+      "Measurement",
+      "req/s",
+      "p99",
+      "baseline req/s",
+      "current ÷ baseline",
+      "Result",
+      "Verdict",
+    ];
+    const columns = results.columns.flatMap((name, i) => (keep.includes(name) ? [i] : []));
+    const pick = <T>(cells: T[]) => columns.map((i) => cells[i] as T);
+    const loadRows: Table = {
+      columns: pick(results.columns),
+      align: pick(results.align ?? []),
+      rows: results.rows.slice(0, ROWS.length + 1).map(pick),
+    };
+    const currentCpu = { ...cpu, rows: cpu.rows.filter((r) => !r[0]?.endsWith("(baseline)")) };
     const summary = [
       ...list(heading.filter((line) => /^(Date|Code|Command): /.test(line))),
       "",
@@ -750,9 +775,9 @@ await runMain(async () => {
       "",
       cpuHeading,
       "",
-      renderMarkdown(cpu),
+      renderMarkdown(currentCpu),
       "",
-      "Everything else the run printed (machine, builds, start-up, reloads, the scale rows): [bench/results/bench.md](../bench/results/bench.md).",
+      "Everything else the run printed (targets, the baseline's CPU, builds, start-up, reloads, the scale rows): [bench/results/bench.md](../bench/results/bench.md).",
     ].join("\n");
     log(`wrote ${(await writeReport("bench", report, summary)).join(", ")}`);
   }

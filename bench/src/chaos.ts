@@ -36,7 +36,8 @@ const USAGE = `Usage: pnpm chaos [-- options]
                       the same Idempotency-Key, after 0.05, 0.1, 0.2 … s (default: 6)
   --keyed-share F     share of visits with an Idempotency-Key, 0…1 (default: 0.5)
   --ref REF           measure a commit (git archive REF) instead of the working tree
-  --write-report      also write the tables into docs/PERFORMANCE.md
+  --write-report      also write the report to bench/results/chaos.md, and its
+                      verdicts into docs/PERFORMANCE.md
   -h, --help          this text
 
 Phases: steady, cache SIGKILLed+restarted, cache frozen (docker pause), cache emptied
@@ -454,7 +455,7 @@ await runMain(async () => {
       ...list(verdicts),
     ].join("\n");
     const summary = [
-      ...list(heading.filter((line) => /^(Date|Code|Command): /.test(line))),
+      ...list(heading.filter((line) => /^(Date|Code): /.test(line))),
       ...list(verdicts),
       "",
       "The phases, the checks, the bad requests and the containers: [bench/results/chaos.md](../bench/results/chaos.md).",
