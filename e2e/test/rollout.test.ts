@@ -222,7 +222,7 @@ describe("rolling update (infra/rollout.sh)", () => {
       await stack.compose(["up", "--detach", "--build", "--wait", "backend", "counter"]);
     });
     const { requests, failed, visits } = summary(records);
-    // The number goes in docs/PERFORMANCE.md next to the rollout's.
+    // Printed for comparison with the rollouts' zero (docs/PRODUCTION.md links here).
     console.info(
       `plain up: ${requests} requests, ${failed} failed (${describeFailures(records)}), ` +
         `${((performance.now() - started) / 1000).toFixed(1)} s`,
