@@ -96,7 +96,7 @@ export class RedisCache {
     await this.#within(this.#client.ping());
   }
 
-  /** `command`, or an error after the deadline (node-redis' own timeout ends once a command is sent). */
+  /** `command`, or an error after the deadline (node-redis' own is off: see the constructor). */
   #within<T>(command: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {

@@ -35,6 +35,8 @@ export const notFound: RequestHandler = (req, res) => {
 export function errorHandler(exposeErrors: boolean): ErrorRequestHandler {
   return (error, _req, res, next) => {
     if (res.headersSent) {
+      // Too late for JSON: the request's line carries the error; Express ends the response.
+      logFailure(res, error);
       next(error);
       return;
     }

@@ -41,19 +41,26 @@ export function logRequests(logger: Logger, slowRequestMs: number): RequestHandl
     const done = () => {
       res.off("finish", done).off("close", done);
       const responseTime = Date.now() - started;
-      // Closed before the response was complete: the client went away, or the server failed.
       const err = failures.get(res);
-      const failed = err !== undefined || res.statusCode >= 500 || !res.writableFinished;
+      // Closed before the response was complete: the client (or Nginx, at its deadline)
+      // went away, or the server failed mid-response.
+      const aborted = !res.writableFinished;
+      const failed = err !== undefined || res.statusCode >= 500 || aborted;
       const level = failed ? "error" : responseTime > slowRequestMs ? "warn" : "debug";
       if (!logger.isLevelEnabled(level)) return;
       logger[level](
         {
           req: { id, method: req.method, url: req.originalUrl },
-          res: { statusCode: res.statusCode },
+          // No status was sent by an aborted request that never started its answer.
+          ...(res.headersSent ? { res: { statusCode: res.statusCode } } : {}),
           responseTime,
           ...(err === undefined ? {} : { err }),
         },
-        failed ? "request failed" : "request completed",
+        aborted && err === undefined
+          ? "request aborted"
+          : failed
+            ? "request failed"
+            : "request completed",
       );
     };
     res.on("finish", done).on("close", done);

@@ -135,6 +135,11 @@ describe("createApp", () => {
         app.get("/fail", () => {
           throw new Error("boom");
         });
+        app.get("/midway", (_req, res, next) => {
+          res.write("partial");
+          next(new Error("midway"));
+        });
+        app.get("/hang", () => {});
       },
     });
   }
@@ -183,6 +188,31 @@ describe("createApp", () => {
       message: "boom",
       stack: expect.stringContaining("Error: boom"),
     });
+  });
+
+  it("logs an error raised after the answer began, with the error, on the request's line", async () => {
+    const lines: string[] = [];
+    const app = loggingApp("info", lines);
+    await request(app)
+      .get("/midway")
+      .set("X-Request-Id", "mid-1")
+      .catch(() => {});
+    await vi.waitFor(() => expect(lines).toHaveLength(1));
+    const entry = JSON.parse(lines[0] ?? "{}");
+    expect(entry).toMatchObject({ level: 50, msg: "request failed", req: { id: "mid-1" } });
+    expect(entry.err).toMatchObject({ message: "midway" });
+  });
+
+  it("logs a request abandoned before its answer as aborted, without a status it never sent", async () => {
+    const lines: string[] = [];
+    const app = loggingApp("info", lines);
+    await expect(
+      request(app).get("/hang").set("X-Request-Id", "gone-1").timeout(100),
+    ).rejects.toThrow(/Timeout/);
+    await vi.waitFor(() => expect(lines).toHaveLength(1));
+    const entry = JSON.parse(lines[0] ?? "{}");
+    expect(entry).toMatchObject({ level: 50, msg: "request aborted", req: { id: "gone-1" } });
+    expect(entry.res).toBeUndefined();
   });
 
   it("keeps a sane X-Request-Id and replaces a bad one", async () => {
