@@ -748,7 +748,6 @@ await runMain(async () => {
       "",
       ...list(notes),
     ].join("\n");
-    // The page: the load rows and what they cost, with the run's date and command.
     // The page's share: the load rows and the CPU verdict (they come first), the columns
     // the page discusses, and the current code's CPU.
     const keep = [

@@ -22,9 +22,12 @@ const output = async (command: string, args: string[]) =>
 
 export async function describeMachine(ownProjectPrefix: string, ref?: string): Promise<Machine> {
   const head = await output("git", ["rev-parse", "--short", ref ?? "HEAD"]);
+  // The reports a run writes are not code it measures.
   const dirty = (await output("git", ["status", "--porcelain"]))
     .split("\n")
-    .filter((l) => l.trim() && l !== "unknown").length;
+    .filter(
+      (l) => l.trim() && l !== "unknown" && !/ (docs\/PERFORMANCE\.md|bench\/results\/)/.test(l),
+    ).length;
   const names = (await output("docker", ["ps", "--format", "{{.Names}}"])).split("\n");
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
