@@ -377,8 +377,10 @@ await runMain(async () => {
     .map((c: ContainerInfo) => {
       const then = before.get(c.id);
       const restarted = then !== undefined && then.startedAt !== c.startedAt;
+      // A one-shot job (db-setup) had done its work, exit code 0, before the stream began.
+      const finishedJob = !c.running && c.exitCode === 0 && then?.running === false;
       const problems = [
-        !c.running && "not running",
+        !c.running && !finishedJob && "not running",
         c.restartCount > 0 && `restarted by its policy ${c.restartCount}× (a crash)`,
         c.oomKilled && "OOM-killed",
         restarted && !restartedOnPurpose.has(c.service) && "restarted, not by the drill",
