@@ -130,7 +130,9 @@ describe("rolling update (infra/rollout.sh)", () => {
         expect(ids, service).toHaveLength(2);
       }
     }
-  });
+    // Three rollouts of two image builds each: 33–40 s apiece on 2 cores (the builds are
+    // half of it), more than the suite's default budget for one test.
+  }, 300_000);
 
   it("rolls back a new image that does not become healthy; the old replicas keep serving", async () => {
     const previous = (await (await fetch(`${url}/api/data`, { dispatcher })).json()) as {
