@@ -21,7 +21,7 @@
 #    version's, and any key below either) from Redis, so no read shows a count the
 #    restored database never had.
 # 5. Starts the counters and waits until each is healthy and reads the count from the
-#    restored database (RESTORE_TIMEOUT seconds, default 90).
+#    restored database, then until Nginx serves it (RESTORE_TIMEOUT seconds, default 90).
 # What a restore means for the visit numbers: docs/COUNTER.md.
 set -euo pipefail
 
@@ -89,6 +89,13 @@ READ_COUNT='require("node:http").get(`http://127.0.0.1:${process.env.PORT}/visit
   r.on("end", () => { console.log(r.statusCode, r.headers["x-cache"], body); process.exit(r.statusCode === 200 ? 0 : 1); });
 }).on("error", (e) => { console.log(String(e)); process.exit(1); })'
 
+# The count as Nginx serves it, read inside the frontend container (127.0.0.1 is a host
+# it serves): HTTPS on 8443 when TLS is on (-k: its own certificate, over its own
+# loopback), else HTTP on 8080. curl is in the nginx image (its health check uses it).
+# shellcheck disable=SC2016
+EDGE_READ='if [ "$TLS" = on ]; then curl -fsS -k --max-time 5 https://127.0.0.1:8443/api/visits
+else curl -fsS --max-time 5 http://127.0.0.1:8080/api/visits; fi'
+
 start_counters() {
   ((${#counters[@]} > 0)) || return 0
   local step=$EPOCHREALTIME id state answer deadline=$((SECONDS + timeout))
@@ -107,6 +114,15 @@ start_counters() {
     done
   done
   log "started ${#counters[@]} counter replica(s): healthy and reading in $(since "$step") s (the last read: $answer)"
+  # Back in service is when Nginx serves the count, not when the replicas do: Nginx finds
+  # them by name again only once its resolver's last answer (no replica, or their old
+  # addresses) expires, and answers /api/visits 502 until then.
+  [[ -n $(docker compose ps --quiet --status running frontend) ]] || return 0
+  until answer=$(docker compose exec -T frontend sh -c "$EDGE_READ" 2>&1); do
+    ((SECONDS < deadline)) || die "Nginx does not serve the count within $timeout s (last: $answer)"
+    sleep 0.5
+  done
+  log "Nginx serves the count again, $(since "$step") s after the start: $answer"
 }
 
 stopped=$EPOCHREALTIME
