@@ -1,6 +1,6 @@
 // TLS=on: HTTPS with HTTP/2 and HSTS, the redirects from plain HTTP, the TLS versions.
 // Without a working Docker these tests fail rather than skip.
-import { copyFile } from "node:fs/promises";
+import { copyFile, utimes } from "node:fs/promises";
 import type { SecureVersion } from "node:tls";
 import { eventually, http2Request, tlsHandshake } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,6 +118,13 @@ describe("frontend container with TLS=on: a renewed certificate", () => {
     // As docs/PRODUCTION.md renews it: the new files are written into the mounted ones
     // (`cp`, same inode, so the container sees them), then `nginx -s reload`.
     const [files, renewed] = await Promise.all([testCertificates(), testCertificates()]);
+    // On a reload nginx keeps the certificate and key it holds for a file whose inode and
+    // mtime (whole seconds) are unchanged (ssl_object_cache_inheritable, on by default), and
+    // `cp` keeps the inode. So the pair in use is dated an hour back, as a real certificate
+    // is written long before its renewal; a copy in the same second would not be re-read.
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(files.certificate, anHourAgo, anHourAgo);
+    await utimes(files.key, anHourAgo, anHourAgo);
     const { httpsPort, container } = await startTlsFrontend("tls-renewal", [], files);
     const url = `https://127.0.0.1:${httpsPort}/healthz`;
     expect((await httpsGet(url, files.ca)).status).toBe(200);
