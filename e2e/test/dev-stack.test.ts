@@ -155,6 +155,10 @@ describe("development stack through Nginx", () => {
     );
   });
 
+  it("mounts no anonymous volume, which every `down` would leave behind", async () => {
+    expect(await stack.anonymousVolumes()).toEqual([]);
+  });
+
   it("the count survives down/up; down -v starts over", async () => {
     const before = (await getJson("/api/visits", { method: "POST" })).body.count;
     await stack.compose(["down", "--timeout", "10"]);

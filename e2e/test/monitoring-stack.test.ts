@@ -83,6 +83,10 @@ describe("production stack with monitoring", () => {
     expect(containers.every((c) => c.Health === "healthy")).toBe(true);
   });
 
+  it("mounts no anonymous volume, which every `down` would leave behind", async () => {
+    expect(await stack.anonymousVolumes()).toEqual([]);
+  });
+
   it("scrapes every target, each replica found through Docker's DNS, and every exporter reaches its service", async () => {
     const up = await eventually(
       async () => {

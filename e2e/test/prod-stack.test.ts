@@ -460,6 +460,10 @@ describe("production stack", () => {
     }
   });
 
+  it("mounts no anonymous volume, which every `down` would leave behind", async () => {
+    expect(await stack.anonymousVolumes()).toEqual([]);
+  });
+
   it("keeps the count over down/up and starts over after down -v", async () => {
     const before = (await post("/api/visits")).count;
     await stack.compose(["down", "--timeout", "10"]);

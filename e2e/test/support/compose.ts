@@ -199,6 +199,26 @@ export class ComposeProject {
     }
   }
 
+  /**
+   * Each volume a container of the project mounts that is not one of the project's named
+   * volumes, as "service:/path". Docker makes one for every VOLUME of an image that
+   * nothing is mounted over, and `down` without `--volumes` leaves it behind.
+   */
+  async anonymousVolumes(): Promise<string[]> {
+    const ids = (await this.compose(["ps", "--all", "--quiet"])).split("\n").filter(Boolean);
+    if (ids.length === 0) return [];
+    const { stdout } = await run("docker", ["inspect", ...ids]);
+    const containers = JSON.parse(stdout) as {
+      Config: { Labels: Record<string, string> };
+      Mounts: { Type: string; Name?: string; Destination: string }[];
+    }[];
+    return containers.flatMap(({ Config, Mounts }) =>
+      Mounts.filter(
+        ({ Type, Name }) => Type === "volume" && !Name?.startsWith(`${this.name}_`),
+      ).map(({ Destination }) => `${Config.Labels["com.docker.compose.service"]}:${Destination}`),
+    );
+  }
+
   async logs(): Promise<string> {
     return this.compose(["logs", "--no-color", "--tail", "50"]).catch((error) => String(error));
   }
