@@ -134,9 +134,43 @@ describe("frontend container with TLS=on: a renewed certificate", () => {
     // Until the reload, nginx keeps the certificate it read at start.
     expect((await httpsGet(url, files.ca)).status).toBe(200);
 
+    // A reload starts new workers with the new certificate and tells the old ones to stop
+    // accepting and exit once their connections end; until each has closed its listening
+    // sockets, it may still accept a connection with the old one. So the promise to wait
+    // for is "every worker that ran before the reload has exited", not one new answer.
+    const before = await nginxWorkers(container);
+    expect(before.length).toBeGreaterThan(0);
     await docker("exec", container, "nginx", "-s", "reload");
-    // The new workers start within moments; new connections then get the new certificate.
-    await eventually(async () => expect((await httpsGet(url, renewed.ca)).status).toBe(200));
-    await expect(httpsGet(url, files.ca)).rejects.toThrow(/self-signed|unable to (get|verify)/i);
+    await eventually(async () => {
+      const now = await nginxWorkers(container);
+      expect(now.filter((pid) => before.includes(pid))).toEqual([]);
+      expect(now.length).toBeGreaterThan(0);
+    });
+    // From then on, every new connection gets the renewed certificate.
+    for (let i = 0; i < 10; i++) {
+      expect((await httpsGet(url, renewed.ca)).status).toBe(200);
+      await expect(httpsGet(url, files.ca)).rejects.toThrow(/self-signed|unable to (get|verify)/i);
+    }
   });
 });
+
+/**
+ * The PIDs of nginx's worker processes in the container: the nginx processes whose parent
+ * is an nginx process too (the master's children), read from /proc (the image has no ps; a process that exits mid-read is left out).
+ */
+async function nginxWorkers(container: string): Promise<number[]> {
+  const { stdout } = await docker(
+    "exec",
+    container,
+    "sh",
+    "-c",
+    "cat /proc/[0-9]*/stat 2>/dev/null || true",
+  );
+  // Each line: "PID (COMM) STATE PPID ..."; COMM is "nginx" for master and workers alike.
+  const nginx = new Map<number, number>();
+  for (const line of stdout.split("\n")) {
+    const match = /^(\d+) \(nginx\) \S+ (\d+) /.exec(line);
+    if (match) nginx.set(Number(match[1]), Number(match[2]));
+  }
+  return [...nginx].filter(([, parent]) => nginx.has(parent)).map(([pid]) => pid);
+}
