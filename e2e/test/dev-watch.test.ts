@@ -27,9 +27,9 @@ function startWatch(): Promise<void> {
     ["compose", "-p", stack.name, ...FILES.flatMap((file) => ["-f", file]), "watch", "--no-up"],
     {
       cwd: stack.directory,
-      // The same interpolation as ComposeProject.compose(), so a rebuild by Compose Watch
+      // The same environment as ComposeProject.compose(), so a rebuild by Compose Watch
       // recreates a container with the configuration the stack was started with.
-      env: { ...process.env, ...stack.environment() },
+      env: stack.commandEnvironment(),
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

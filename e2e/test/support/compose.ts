@@ -3,7 +3,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { eventually } from "@app/test-support";
+import { eventually, machineEnvironment } from "@app/test-support";
 import { expect } from "vitest";
 
 const run = promisify(execFile);
@@ -70,7 +70,7 @@ export class ComposeProject {
     try {
       const { stdout } = await run("docker", ["compose", "-p", this.name, ...files, ...args], {
         cwd: this.directory,
-        env: { ...process.env, ...this.environment(), ...env },
+        env: this.commandEnvironment(env),
         timeout: timeoutMs,
         maxBuffer: 64 * 1024 * 1024,
       });
@@ -104,6 +104,21 @@ export class ComposeProject {
   }
 
   /**
+   * The whole environment of a command of this project: the machine's variables only, not
+   * what the contributor exported (machineEnvironment), then environment(), then `extra`.
+   * Run from the repository itself, Compose is told not to read the contributor's .env; a
+   * copy (copyRepo) holds no .env but the one its test writes.
+   */
+  commandEnvironment(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      ...machineEnvironment(),
+      ...(this.directory === REPO_ROOT ? { COMPOSE_DISABLE_ENV_FILE: "true" } : {}),
+      ...this.environment(),
+      ...extra,
+    };
+  }
+
+  /**
    * A script of infra/ run as a user runs it: plain `docker compose` inside, which finds
    * this project through COMPOSE_PROJECT_NAME and COMPOSE_FILE. Resolves with its exit
    * code and output, also when it fails.
@@ -118,13 +133,11 @@ export class ComposeProject {
     try {
       const { stdout, stderr } = await run("bash", [path, ...args], {
         cwd: this.directory,
-        env: {
-          ...process.env,
-          ...this.environment(),
+        env: this.commandEnvironment({
           ...env,
           COMPOSE_PROJECT_NAME: this.name,
           COMPOSE_FILE: this.#options.files.join(":"),
-        },
+        }),
         timeout: 600_000,
         maxBuffer: 64 * 1024 * 1024,
       });
@@ -152,12 +165,10 @@ export class ComposeProject {
     try {
       const { stdout } = await run("bash", ["-o", "pipefail", "-c", command], {
         cwd: this.directory,
-        env: {
-          ...process.env,
-          ...this.environment(),
+        env: this.commandEnvironment({
           COMPOSE_PROJECT_NAME: this.name,
           COMPOSE_FILE: this.#options.files.join(":"),
-        },
+        }),
         timeout: 600_000,
         maxBuffer: 64 * 1024 * 1024,
       });
