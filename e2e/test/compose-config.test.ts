@@ -211,6 +211,20 @@ describe("compose files", () => {
     expect(new Set(bound)).toEqual(new Set(["127.0.0.1"]));
   });
 
+  // Unset and empty interpolate alike; empty is passed explicitly so a developer's .env
+  // cannot decide the outcome. Production passes the emptiness on (the frontend then
+  // refuses to start, apps/frontend/test/edge.test.ts), development keeps localhost.
+  it.each([
+    ["development", "localhost", [...BASE, "docker-compose.override.yml"]],
+    ["production", "", PROD],
+    ["production behind a load balancer", "", PROXIED],
+  ])("%s without a PUBLIC_HOST gives the frontend %j", async (_, expected, files) => {
+    const { services } = await resolvedConfig(files, { ...BALANCERS, PUBLIC_HOST: "" });
+    expect(services.frontend?.environment?.PUBLIC_HOST).toBe(expected);
+    const named = await resolvedConfig(files, { ...BALANCERS, PUBLIC_HOST: "example.com" });
+    expect(named.services.frontend?.environment?.PUBLIC_HOST).toBe("example.com");
+  });
+
   describe("production behind a load balancer (docker-compose.proxied.yml)", async () => {
     // One image tag for both (each project otherwise tags its images with its own name).
     const tag = { IMAGE_TAG: "config-test" };
