@@ -211,6 +211,16 @@ describe("compose files", () => {
     expect(new Set(bound)).toEqual(new Set(["127.0.0.1"]));
   });
 
+  it("development adds backend and counter to edge: their published ports need it", async () => {
+    const { services } = await resolvedConfig([...BASE, "docker-compose.override.yml"]);
+    for (const name of ["backend", "counter"]) {
+      expect(Object.keys(services[name]?.networks ?? {}), name).toContain("edge");
+      expect(services[name]?.ports?.length, name).toBeGreaterThan(0);
+    }
+    for (const name of ["db", "cache"])
+      expect(Object.keys(services[name]?.networks ?? {}), name).not.toContain("edge");
+  });
+
   // Unset and empty interpolate alike; empty is passed explicitly so a developer's .env
   // cannot decide the outcome. Production passes the emptiness on (the frontend then
   // refuses to start, apps/frontend/test/edge.test.ts), development keeps localhost.
