@@ -9,13 +9,13 @@
 #                                     (infra/postgres/roles.sql)
 #   secrets/redis_password.txt        random, 0644
 #   secrets/redis_exporter_passwords.json  redis_password.txt as redis_exporter reads it
-#   secrets/tls_certificate.pem       a self-signed certificate for HOST (default: the
-#   secrets/tls_key.pem               machine's name), localhost and 127.0.0.1, 90 days, 0644
+#   secrets/tls_certificate.pem       a self-signed certificate for HOST, localhost and
+#   secrets/tls_key.pem               127.0.0.1, 90 days, 0644
 # A real certificate replaces the last two (docs/PRODUCTION.md, HTTPS). Existing files are kept.
 # It writes PUBLIC_HOST=HOST into .env (that one line, added or replaced), where Compose
 # reads it: the production frontend refuses to start without a PUBLIC_HOST.
-# It also makes the backup service's directory (BACKUP_DIR, default backups/), 0700,
-# owned by uid 999, the user the service writes as.
+# It also makes the backup service's directory (BACKUP_DIR, read as Compose reads it: the
+# shell's, else .env's, else backups/), 0700, owned by uid 999, the user it writes as.
 # Without HOST: the PUBLIC_HOST Compose would use, else the machine's name.
 # Usage: bash infra/init-secrets.sh [HOST]
 set -euo pipefail

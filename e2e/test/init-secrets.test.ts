@@ -35,8 +35,8 @@ async function initSecrets(dir: string, args: string[], env: Record<string, stri
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
-    const { code = 1, stdout = "", stderr = "" } = error as Record<string, never>;
-    return { code: code as number, stdout: stdout as string, stderr: stderr as string };
+    const failure = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failure.code ?? 1, stdout: failure.stdout ?? "", stderr: failure.stderr ?? "" };
   }
 }
 

@@ -6,9 +6,8 @@
 #   RATE_LIMIT=on|off     off: no rate limits (load tests from one address)
 #   TRUSTED_PROXIES="…"   addresses/CIDRs whose X-Forwarded-For/-Proto are believed
 #   PUBLIC_HTTPS_PORT=443 where clients reach HTTPS, for the redirect from HTTP
-#   PUBLIC_HOST=localhost the host name clients use (never empty): the redirect names it,
-#                         and a request for any other host than it, localhost or
-#                         127.0.0.1 gets a 421
+#   PUBLIC_HOST=localhost the host name clients use, never empty: the redirect names it,
+#                         and any other host than it, localhost or 127.0.0.1 gets a 421
 set -eu
 
 out=/etc/nginx/conf.d/settings.conf
