@@ -11,6 +11,9 @@ import { codeBlocks, normalize, section } from "./support/readme.ts";
 // loopbackClient), and BACKUP_DIR set in .env, where the script and Compose must both read
 // it. Its examples must print what the README shows. The ports are free ones
 // (FRONTEND_PORT, FRONTEND_HTTPS_PORT in the environment, as .env would move them).
+// Then, on the same stack, the docs' two later recipes: another name
+// (docs/TROUBLESHOOTING.md) and a load balancer in front (docs/PRODUCTION.md), each
+// copied from its page.
 
 const NAME = "counter.example.test";
 const { stack, httpPort, httpsPort } = await productionStack();
@@ -114,5 +117,71 @@ describe("the README's production block", () => {
     } finally {
       await Promise.all([client.close(), otherHost.close()]);
     }
+  });
+});
+
+/** `curl` with every name on these ports resolved to 127.0.0.1, as on the client machine. */
+const curl = (names: string[]) =>
+  `curl ${names.flatMap((name) => [httpPort, httpsPort].map((port) => `--resolve ${name}:${port}:127.0.0.1`)).join(" ")}`;
+
+describe("the docs' later recipes, on the same stack", () => {
+  const NEW_NAME = "visits.example.test";
+
+  it("another name (TROUBLESHOOTING.md): a certificate for it, served, the old name refused", async () => {
+    const text = section(
+      await readFile(join(REPO_ROOT, "docs/TROUBLESHOOTING.md"), "utf8"),
+      "The browser warns about the certificate",
+    );
+    const recipe = text.slice(text.indexOf("For another name:"));
+    const commands = [
+      ...recipe.replace(/\s+/g, " ").matchAll(/`((?:rm|bash|docker compose) [^`]+)`/g),
+    ]
+      .map(([, command]) => command ?? "")
+      .slice(0, 3);
+    expect(commands.map((command) => command.split(" ")[0])).toEqual(["rm", "bash", "docker"]);
+    for (const command of commands)
+      await stack.shell(command.replaceAll("your.host.name", NEW_NAME));
+
+    expect(await readFile(join(stack.directory, ".env"), "utf8")).toContain(
+      `PUBLIC_HOST=${NEW_NAME}\n`,
+    );
+    const served = await stack.shell(
+      `${curl([NEW_NAME])} -s --cacert secrets/tls_certificate.pem -X POST https://${NEW_NAME}:${httpsPort}/api/visits`,
+    );
+    expect(JSON.parse(served)).toEqual({ count: expect.any(Number) });
+    const old = await stack.shell(
+      `${curl([NAME])} -s -o /dev/null -w '%{http_code}' http://${NAME}:${httpPort}/`,
+    );
+    expect(old).toBe("421");
+  });
+
+  it("a load balancer in front (PRODUCTION.md): plain HTTP for the balancer's name only", async () => {
+    const text = section(await readFile(join(REPO_ROOT, "docs/PRODUCTION.md"), "utf8"), "HTTPS");
+    const block = codeBlocks(text).find(({ text }) => text.includes("docker-compose.proxied.yml"));
+    if (!block) throw new Error("no load balancer block in PRODUCTION.md's HTTPS section");
+    // Lines continued with `\` joined, comments dropped.
+    const commands = block.text
+      .replace(/\\\n\s*/g, "")
+      .split("\n")
+      .map((line) => line.replace(/\s+#.*$/, "").trim())
+      .filter(Boolean);
+    expect(commands.map((command) => command.split(" ")[0])).toEqual([
+      "bash",
+      'TRUSTED_PROXIES="10.0.0.5',
+    ]);
+    for (const command of commands) await stack.shell(localize(command));
+
+    // The balancer's name (example.com in the block) is served over HTTP, which the
+    // balancer would reach; HTTPS is its job now. Another Host is refused.
+    const visit = await stack.shell(
+      `${curl([NAME])} -s -X POST http://${NAME}:${httpPort}/api/visits`,
+    );
+    expect(JSON.parse(visit)).toEqual({ count: expect.any(Number) });
+    const other = await stack.shell(
+      `${curl([NAME])} -s -o /dev/null -w '%{http_code}' -H 'Host: other.example' http://${NAME}:${httpPort}/`,
+    );
+    expect(other).toBe("421");
+    // Nothing listens on the HTTPS port any more.
+    await expect(stack.shell(`${curl([NAME])} -s https://${NAME}:${httpsPort}/`)).rejects.toThrow();
   });
 });
