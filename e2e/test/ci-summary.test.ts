@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -109,5 +109,59 @@ describe(".ci/test-summary.sh", () => {
     ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("Could not tell which test files were skipped");
+  });
+});
+
+// .ci/test.sh (`pnpm check`'s last step, and so .ci/run's) with a stand-in `pnpm` first on
+// PATH that prints a given log and exits with a given code: the skip check is applied to
+// what `pnpm test` printed, and neither failure hides the other.
+describe(".ci/test.sh", () => {
+  async function testSh(log: string[], pnpmExit: number) {
+    const bin = join(dir, `bin-${pnpmExit}-${log.length}`);
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, "test.log"), `${log.join("\n")}\n`);
+    await writeFile(
+      join(bin, "pnpm"),
+      `#!/bin/sh\n[ "$1" = test ] || exit 99\ncat "${join(bin, "test.log")}"\nexit ${pnpmExit}\n`,
+    );
+    await chmod(join(bin, "pnpm"), 0o755);
+    try {
+      const { stdout, stderr } = await run("bash", [join(REPO_ROOT, ".ci/test.sh")], {
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failure = error as { code?: number; stdout?: string; stderr?: string };
+      return {
+        code: failure.code ?? 1,
+        stdout: failure.stdout ?? "",
+        stderr: failure.stderr ?? "",
+      };
+    }
+  }
+
+  it("passes a passing run with only the opt-in Swarm test skipped, printing the total", async () => {
+    const result = await testSh([...SUPPORT, ...E2E_WITH_SWARM_SKIPPED], 0);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain("37 passed, 0 failed, 4 skipped\n");
+  });
+
+  it("fails a passing run that skipped another test", async () => {
+    const result = await testSh(
+      [
+        ...SUPPORT.slice(0, 1),
+        "@app/test-support:test:  Test Files  1 passed (1)",
+        "@app/test-support:test:       Tests  3 passed | 1 skipped (4)",
+      ],
+      0,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("Tests skipped outside the opt-in files: 1.");
+  });
+
+  it("fails when pnpm test failed, after printing the total", async () => {
+    const result = await testSh(SUPPORT, 1);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("4 passed, 0 failed, 0 skipped\n");
   });
 });

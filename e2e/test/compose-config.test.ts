@@ -211,6 +211,30 @@ describe("compose files", () => {
     expect(new Set(bound)).toEqual(new Set(["127.0.0.1"]));
   });
 
+  it("development adds backend and counter to edge: their published ports need it", async () => {
+    const { services } = await resolvedConfig([...BASE, "docker-compose.override.yml"]);
+    for (const name of ["backend", "counter"]) {
+      expect(Object.keys(services[name]?.networks ?? {}), name).toContain("edge");
+      expect(services[name]?.ports?.length, name).toBeGreaterThan(0);
+    }
+    for (const name of ["db", "cache"])
+      expect(Object.keys(services[name]?.networks ?? {}), name).not.toContain("edge");
+  });
+
+  // Unset and empty interpolate alike; empty is passed explicitly so a developer's .env
+  // cannot decide the outcome. Production passes the emptiness on (the frontend then
+  // refuses to start, apps/frontend/test/edge.test.ts), development keeps localhost.
+  it.each([
+    ["development", "localhost", [...BASE, "docker-compose.override.yml"]],
+    ["production", "", PROD],
+    ["production behind a load balancer", "", PROXIED],
+  ])("%s without a PUBLIC_HOST gives the frontend %j", async (_, expected, files) => {
+    const { services } = await resolvedConfig(files, { ...BALANCERS, PUBLIC_HOST: "" });
+    expect(services.frontend?.environment?.PUBLIC_HOST).toBe(expected);
+    const named = await resolvedConfig(files, { ...BALANCERS, PUBLIC_HOST: "example.com" });
+    expect(named.services.frontend?.environment?.PUBLIC_HOST).toBe("example.com");
+  });
+
   describe("production behind a load balancer (docker-compose.proxied.yml)", async () => {
     // One image tag for both (each project otherwise tags its images with its own name).
     const tag = { IMAGE_TAG: "config-test" };

@@ -14,14 +14,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { artifactPath, launchChromium } from "./support/browser.ts";
 import { durableKeys, postgresCount, waitForBothBackendReplicas } from "./support/compose.ts";
 import { TrustingClient } from "./support/https.ts";
-import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { loopbackClient, prepareProductionSecrets, productionStack } from "./support/production.ts";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The production stack exactly as docs/PRODUCTION.md's "First start" runs it, with a
 // certificate from a throwaway CA the tests trust (support/production.ts).
-const { stack, httpsPort, url, httpUrl } = await productionStack();
+const { stack, httpsPort, httpPort, url, httpUrl } = await productionStack();
+// The name clients use (PUBLIC_HOST, which `init-secrets.sh HOST` writes): not localhost,
+// so the edge's served-host check works as on a real server. The client resolves every
+// name to 127.0.0.1 (loopbackClient). The test CA's certificate names localhost only:
+// requests by name check it against localhost (readme-production.test.ts runs the
+// README's recipe with a certificate made for its name).
+const PUBLIC_HOST = "visits.example.test";
+const publicUrl = `https://${PUBLIC_HOST}:${httpsPort}`;
 let pki: TestPki;
 let client: TrustingClient;
 /** Every secret value, none of which may show in `docker inspect` or `docker history`. */
@@ -34,7 +41,7 @@ const secrets: { postgres: string[]; redis: string; tlsKeyLines: string[] } = {
 beforeAll(async () => {
   pki = await makeTestPki();
   client = new TrustingClient(pki.caCertificate);
-  await prepareProductionSecrets(stack, pki);
+  await prepareProductionSecrets(stack, pki, PUBLIC_HOST);
   const dir = join(stack.directory, "secrets");
   // The superuser's, and those of the counter, monitoring and backup roles.
   secrets.postgres = await Promise.all(
@@ -296,16 +303,51 @@ describe("production stack", () => {
     ).rejects.toThrow(/alert protocol version/);
   });
 
-  it("redirects plain HTTP to HTTPS with 308, query string kept, except the health check", async () => {
-    for (const method of ["GET", "POST"]) {
-      const res = await client.fetch(`${httpUrl}/api/data?x=1`, { method, redirect: "manual" });
-      await res.text();
-      expect(res.status, method).toBe(308);
-      expect(res.headers.get("location"), method).toBe(`${url}/api/data?x=1`);
+  it("redirects plain HTTP to HTTPS on the public name with 308, query string kept, except the health check", async () => {
+    const byName = loopbackClient(pki.caCertificate, "localhost");
+    try {
+      for (const base of [httpUrl, `http://${PUBLIC_HOST}:${httpPort}`]) {
+        for (const method of ["GET", "POST"]) {
+          const res = await byName.fetch(`${base}/api/data?x=1`, { method, redirect: "manual" });
+          await res.text();
+          expect(res.status, `${method} ${base}`).toBe(308);
+          // The origin of PUBLIC_HOST, whichever served name the request used.
+          expect(res.headers.get("location"), `${method} ${base}`).toBe(
+            `${publicUrl}/api/data?x=1`,
+          );
+        }
+      }
+    } finally {
+      await byName.close();
     }
     const health = await client.fetch(`${httpUrl}/healthz`, { redirect: "manual" });
     expect(health.status).toBe(200);
     expect(await health.text()).toBe("ok\n");
+  });
+
+  it("serves its public name over HTTPS and answers any other host 421, on both ports", async () => {
+    const byName = loopbackClient(pki.caCertificate, "localhost");
+    try {
+      const page = await byName.fetch(`${publicUrl}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("Fetch Data from Backend");
+      const visit = await byName.fetch(`${publicUrl}/api/visits`, { method: "POST" });
+      expect(visit.status).toBe(200);
+      expect(await visit.json()).toEqual({ count: expect.any(Number) });
+      for (const other of [
+        `https://other.example.test:${httpsPort}`,
+        `http://other.example.test:${httpPort}`,
+      ]) {
+        const res = await byName.fetch(`${other}/api/visits`, {
+          method: "POST",
+          redirect: "manual",
+        });
+        await res.text();
+        expect(res.status, other).toBe(421);
+      }
+    } finally {
+      await byName.close();
+    }
   });
 
   it("runs healthy from the documented secrets directory, which only its owner can enter", async () => {

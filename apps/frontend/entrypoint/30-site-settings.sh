@@ -6,8 +6,8 @@
 #   RATE_LIMIT=on|off     off: no rate limits (load tests from one address)
 #   TRUSTED_PROXIES="…"   addresses/CIDRs whose X-Forwarded-For/-Proto are believed
 #   PUBLIC_HTTPS_PORT=443 where clients reach HTTPS, for the redirect from HTTP
-#   PUBLIC_HOST=localhost the host name clients use: the redirect names it, and a request
-#                         for any other host than it, localhost or 127.0.0.1 gets a 421
+#   PUBLIC_HOST=localhost the host name clients use, never empty: the redirect names it,
+#                         and any other host than it, localhost or 127.0.0.1 gets a 421
 set -eu
 
 out=/etc/nginx/conf.d/settings.conf
@@ -24,11 +24,16 @@ case "$port" in
   '' | *[!0-9]*) problem "PUBLIC_HTTPS_PORT must be a port number, got '$port'" ;;
   *) [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || problem "PUBLIC_HTTPS_PORT must be 1-65535, got '$port'" ;;
 esac
-# Host names are case-insensitive; nginx's $host is lower case.
-public_host=$(printf '%s' "${PUBLIC_HOST:-localhost}" | tr '[:upper:]' '[:lower:]')
+# Host names are case-insensitive; nginx's $host is lower case. Empty is refused, not
+# taken as localhost: production passes it empty when it is not set
+# (docker-compose.prod.yml), and would otherwise answer every real request 421.
+public_host=$(printf '%s' "${PUBLIC_HOST:-}" | tr '[:upper:]' '[:lower:]')
 label='[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
-printf '%s\n' "$public_host" | grep -Eqx "($label\.)*$label" && [ ${#public_host} -le 253 ] ||
+if [ -z "$public_host" ]; then
+  problem "PUBLIC_HOST is empty: set it to the host name clients use, e.g. PUBLIC_HOST=example.com in .env (bash infra/init-secrets.sh example.com writes it; PUBLIC_HOST=localhost to try it on this machine)"
+elif ! printf '%s\n' "$public_host" | grep -Eqx "($label\.)*$label" || [ ${#public_host} -gt 253 ]; then
   problem "PUBLIC_HOST must be a host name such as example.com (letters, digits, '-' and '.'), got '${PUBLIC_HOST:-}'"
+fi
 proxies=$(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' ')
 # No file name expansion of the entries ("*" stays "*").
 set -f

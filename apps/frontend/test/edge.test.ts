@@ -107,6 +107,26 @@ describe("served hosts (PUBLIC_HOST)", () => {
       expect(stderr, values[i]).toContain("PUBLIC_HOST must be a host name such as example.com");
     });
   });
+
+  // docker-compose.prod.yml passes an empty PUBLIC_HOST when none is set, so production
+  // never serves the development default. `nginx -t` as the command: the entrypoint's
+  // checks run before it, and a frontend that wrongly starts exits instead of serving.
+  it("refuses an empty PUBLIC_HOST at start, saying what to set", async () => {
+    const { code, stderr } = await dockerFails(
+      ...["run", "--rm", "--name", containerName("edge-no-host")],
+      ...["--env", "PUBLIC_HOST=", IMAGE, "nginx", "-t"],
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      "PUBLIC_HOST is empty: set it to the host name clients use, e.g. PUBLIC_HOST=example.com in .env",
+    );
+  });
+
+  it("still serves an explicit PUBLIC_HOST=localhost", async () => {
+    const { url } = await startFrontend("edge-localhost", { env: { PUBLIC_HOST: "localhost" } });
+    expect((await rawRequest(url, get("/", "localhost"))).status).toBe(200);
+    expect((await rawRequest(url, get("/", "example.com"))).status).toBe(421);
+  });
 });
 
 describe("Idempotency-Key namespaces", () => {

@@ -3,6 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePorts, type TestPki } from "@app/test-support";
+import { Agent, fetch, type RequestInit, type Response } from "undici";
 import { ComposeProject } from "./compose.ts";
 
 const run = promisify(execFile);
@@ -54,10 +55,14 @@ export async function productionStack(
 /**
  * Makes the copy and its secrets/ as docs/PRODUCTION.md's "First start" does: the
  * certificate (with `pki`, its server certificate and key; else none) first, then
- * infra/init-secrets.sh for the rest (the passwords, and a self-signed certificate for
- * localhost when there is none).
+ * `infra/init-secrets.sh HOST` for the rest (the passwords, a self-signed certificate
+ * for HOST when there is none, and PUBLIC_HOST=HOST in the copy's .env).
  */
-export async function prepareProductionSecrets(stack: ComposeProject, pki?: TestPki) {
+export async function prepareProductionSecrets(
+  stack: ComposeProject,
+  pki?: TestPki,
+  host = "localhost",
+) {
   await stack.prepare();
   if (pki) {
     const dir = join(stack.directory, "secrets");
@@ -74,5 +79,32 @@ export async function prepareProductionSecrets(stack: ComposeProject, pki?: Test
     await writeFile(join(dir, "tls_key.pem"), pki.serverKey, { mode: 0o600 });
   }
   // Keeps the certificate and key, creates the passwords, sets the modes.
-  await run("bash", ["infra/init-secrets.sh", "localhost"], { cwd: stack.directory });
+  await run("bash", ["infra/init-secrets.sh", host], { cwd: stack.directory });
+}
+
+/** dns.lookup's callback, in both of its forms. */
+type LookupCallback = (
+  error: Error | null,
+  address: string | { address: string; family: number }[],
+  family?: number,
+) => void;
+
+/**
+ * fetch (undici's) that resolves every host name to 127.0.0.1, as an /etc/hosts line on
+ * the client would: a request for https://example.test:<port>/ reaches the stack with
+ * that Host and SNI, no DNS needed. Trusts `ca`; `servername` overrides the name the
+ * certificate is checked against (and sent as SNI), for a certificate made for another
+ * name than the URL's.
+ */
+export function loopbackClient(ca: string, servername?: string) {
+  const lookup = (_host: string, options: { all?: boolean }, callback: LookupCallback) => {
+    if (options.all) callback(null, [{ address: "127.0.0.1", family: 4 }]);
+    else callback(null, "127.0.0.1", 4);
+  };
+  const dispatcher = new Agent({ connect: { ca, lookup, ...(servername && { servername }) } });
+  return {
+    fetch: (url: string, init: RequestInit = {}): Promise<Response> =>
+      fetch(url, { ...init, dispatcher }),
+    close: () => dispatcher.destroy(),
+  };
 }
