@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reads the output of `pnpm test` (vitest's default reporter, through Turborepo) and
+# Reads the output of `pnpm test` and `pnpm test:e2e` (vitest's default reporter, through
+# Turborepo, whose prefix is "<package>:<task>:") and
 # prints one total: "N passed, N failed, N skipped" (tests). Exits 1 when a test was
 # skipped outside the documented opt-in files below (a whole file, "↓ file", or a test
 # in a file that ran): a skipped test is a check that did not run, and must not pass
@@ -9,7 +10,7 @@ set -euo pipefail
 log=$1
 
 # Opt-in files (docs/TESTING.md, "The Swarm test is opt-in"), as "<package> <file>".
-OPT_IN=("@app/e2e test/swarm.test.ts")
+OPT_IN=("@app/e2e test/stacks/swarm.test.ts")
 
 text=$(sed 's/\x1b\[[0-9;]*m//g' "$log")   # colour codes would split the lines matched below
 # vitest prints per package "Tests  N failed | N passed | N skipped (N)", each part only
@@ -21,8 +22,8 @@ sum() { # sum <summary: Tests|Test Files> <kind: passed|failed|skipped>
 echo "$(sum Tests passed) passed, $(sum Tests failed) failed, $(sum Tests skipped) skipped"
 
 # Skipped files, as "<package> <file> <tests>", from
-# "@app/e2e:test:  ↓ test/swarm.test.ts (4 tests | 4 skipped)".
-skipped=$(sed -nE 's/^(\S+):test: +↓ +(\S+\.test\.ts) \(([0-9]+) tests?.*/\1 \2 \3/p' <<<"$text")
+# "@app/e2e:test:e2e:  ↓ test/stacks/swarm.test.ts (4 tests | 4 skipped)".
+skipped=$(sed -nE 's/^(\S+):test(:e2e)?: +↓ +(\S+\.test\.ts) \(([0-9]+) tests?.*/\1 \3 \4/p' <<<"$text")
 status=0
 if [ "$(grep -c . <<<"$skipped" || true)" -ne "$(sum 'Test Files' skipped)" ]; then
   echo "Could not tell which test files were skipped: the summaries count $(sum 'Test Files' skipped)." >&2

@@ -1,11 +1,13 @@
 import { defineConfig } from "vitest/config";
 
+// `pnpm test` (this package's `test`): the checks of the repository that start no stack
+// (compose config, docs links, the tutorial map, Turborepo inputs, the CI summary,
+// monitoring config and rules). Quick, and run in parallel. The stacks themselves are
+// test/stacks/, run by `pnpm test:e2e` (vitest.e2e.config.ts).
 export default defineConfig({
   test: {
-    // Each file builds and runs a whole stack: one at a time is kinder to a 2-core machine.
-    fileParallelism: false,
+    include: ["test/*.test.ts"],
     testTimeout: 120_000,
-    // `up --build` of a cold stack includes image builds.
-    hookTimeout: 600_000,
+    hookTimeout: 120_000,
   },
 });

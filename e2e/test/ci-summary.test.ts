@@ -45,10 +45,10 @@ const SUPPORT = [
   "@app/test-support:test:       Tests  4 passed (4)",
 ];
 const E2E_WITH_SWARM_SKIPPED = [
-  "@app/e2e:test:  ✓ test/tutorial-map.test.ts (33 tests) 53ms",
-  "@app/e2e:test:  ↓ test/swarm.test.ts (4 tests | 4 skipped)",
-  "@app/e2e:test:  Test Files  1 passed | 1 skipped (2)",
-  "@app/e2e:test:       Tests  33 passed | 4 skipped (37)",
+  "@app/e2e:test:e2e:  ✓ test/stacks/dev-stack.test.ts (33 tests) 30512ms",
+  "@app/e2e:test:e2e:  ↓ test/stacks/swarm.test.ts (4 tests | 4 skipped)",
+  "@app/e2e:test:e2e:  Test Files  1 passed | 1 skipped (2)",
+  "@app/e2e:test:e2e:       Tests  33 passed | 4 skipped (37)",
 ];
 
 describe(".ci/test-summary.sh", () => {
@@ -67,7 +67,8 @@ describe(".ci/test-summary.sh", () => {
     const result = await summary([...SUPPORT, ...E2E_WITH_SWARM_SKIPPED]);
     expect(result).toEqual({
       code: 0,
-      stdout: "37 passed, 0 failed, 4 skipped\nSkipped (opt-in): @app/e2e test/swarm.test.ts\n",
+      stdout:
+        "37 passed, 0 failed, 4 skipped\nSkipped (opt-in): @app/e2e test/stacks/swarm.test.ts\n",
       stderr: "",
     });
   });
@@ -113,16 +114,24 @@ describe(".ci/test-summary.sh", () => {
 });
 
 // .ci/test.sh (`pnpm check`'s last step, and so .ci/run's) with a stand-in `pnpm` first on
-// PATH that prints a given log and exits with a given code: the skip check is applied to
-// what `pnpm test` printed, and neither failure hides the other.
+// PATH that prints a given log and exits with a given code for each tier (`pnpm test`,
+// `pnpm test:e2e`): both tiers run, the skip check is applied to what both printed, and
+// no failure hides another.
 describe(".ci/test.sh", () => {
-  async function testSh(log: string[], pnpmExit: number) {
-    const bin = join(dir, `bin-${pnpmExit}-${log.length}`);
+  type Tier = { log: string[]; exit: number };
+  let runs = 0;
+  async function testSh(tiers: { test: Tier; "test:e2e": Tier }) {
+    const bin = join(dir, `bin-${++runs}`);
     await mkdir(bin, { recursive: true });
-    await writeFile(join(bin, "test.log"), `${log.join("\n")}\n`);
+    const cases: string[] = [];
+    for (const [tier, { log, exit }] of Object.entries(tiers)) {
+      const file = join(bin, `${tier.replace(":", "-")}.log`);
+      await writeFile(file, `${log.join("\n")}\n`);
+      cases.push(`  ${tier}) cat "${file}"; exit ${exit} ;;`);
+    }
     await writeFile(
       join(bin, "pnpm"),
-      `#!/bin/sh\n[ "$1" = test ] || exit 99\ncat "${join(bin, "test.log")}"\nexit ${pnpmExit}\n`,
+      `#!/bin/sh\ncase "$1" in\n${cases.join("\n")}\n  *) exit 99 ;;\nesac\n`,
     );
     await chmod(join(bin, "pnpm"), 0o755);
     try {
@@ -139,28 +148,41 @@ describe(".ci/test.sh", () => {
       };
     }
   }
+  const pass = (log: string[]): Tier => ({ log, exit: 0 });
 
-  it("passes a passing run with only the opt-in Swarm test skipped, printing the total", async () => {
-    const result = await testSh([...SUPPORT, ...E2E_WITH_SWARM_SKIPPED], 0);
+  it("runs both tiers, printing each one's time and the total over both", async () => {
+    const result = await testSh({ test: pass(SUPPORT), "test:e2e": pass(E2E_WITH_SWARM_SKIPPED) });
     expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^pnpm test: \d+ s$/m);
+    expect(result.stdout).toMatch(/^pnpm test:e2e: \d+ s$/m);
     expect(result.stdout).toContain("37 passed, 0 failed, 4 skipped\n");
   });
 
   it("fails a passing run that skipped another test", async () => {
-    const result = await testSh(
-      [
+    const result = await testSh({
+      test: pass([
         ...SUPPORT.slice(0, 1),
         "@app/test-support:test:  Test Files  1 passed (1)",
         "@app/test-support:test:       Tests  3 passed | 1 skipped (4)",
-      ],
-      0,
-    );
+      ]),
+      "test:e2e": pass(E2E_WITH_SWARM_SKIPPED),
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("Tests skipped outside the opt-in files: 1.");
   });
 
-  it("fails when pnpm test failed, after printing the total", async () => {
-    const result = await testSh(SUPPORT, 1);
+  it("fails when pnpm test failed, still running the stacks and printing the total", async () => {
+    const result = await testSh({
+      test: { log: SUPPORT, exit: 1 },
+      "test:e2e": pass(E2E_WITH_SWARM_SKIPPED),
+    });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("pnpm test:e2e: ");
+    expect(result.stdout).toContain("37 passed, 0 failed, 4 skipped\n");
+  });
+
+  it("fails when pnpm test:e2e failed, after printing the total", async () => {
+    const result = await testSh({ test: pass(SUPPORT), "test:e2e": { log: [], exit: 1 } });
     expect(result.code).toBe(1);
     expect(result.stdout).toContain("4 passed, 0 failed, 0 skipped\n");
   });

@@ -13,7 +13,7 @@ const run = promisify(execFile);
 // Dockerfile, app, package and infra/ file a stack is built from. Checked in a scratch
 // copy of the repository: one edit at a time, `turbo run --dry=json` before and after.
 
-const TASKS = ["test", "typecheck"];
+const TASKS = ["test", "test:e2e", "typecheck"];
 /** A file to edit in each workspace package: a source its users really read. */
 const SOURCE: Record<string, string> = {
   "@app/backend": "apps/backend/src/main.ts",
@@ -137,15 +137,20 @@ describe("Turborepo task hashes", () => {
     "an edit in %s changes the tasks of every package using it, and no other",
     async (name, file) => {
       const users = tasksOfUsers(name);
-      // The e2e tests build images from every app and package.
-      const e2e = /^(apps|packages)\//.test(file) ? ["@app/e2e#test"] : [];
+      // The stacks are built from every app and package; the checks read code lines the
+      // docs link to, in the bench too.
+      const e2e = /^(apps|packages)\//.test(file)
+        ? ["@app/e2e#test", "@app/e2e#test:e2e"]
+        : /^bench\//.test(file)
+          ? ["@app/e2e#test"]
+          : [];
       const expected = [...new Set([...users, ...e2e])].sort();
       expect(expected.length).toBeGreaterThan(0);
       expect((await changedBy(file)).sort()).toEqual(expected);
     },
   );
 
-  it("an edit in any compose file, Dockerfile or infra/ file changes the e2e tests' hash", async () => {
+  it("an edit in any compose file, Dockerfile or infra/ file changes both e2e tiers' hashes", async () => {
     const { stdout } = await run("git", ["ls-files"], { cwd: REPO_ROOT });
     const files = stdout
       .split("\n")
@@ -156,8 +161,30 @@ describe("Turborepo task hashes", () => {
     for (const file of [...files, ...STACK_FILES]) {
       expect({ file, changed: await changedBy(file) }).toEqual({
         file,
-        changed: expect.arrayContaining(["@app/e2e#test"]),
+        changed: expect.arrayContaining(["@app/e2e#test", "@app/e2e#test:e2e"]),
       });
     }
+  });
+
+  it("an edit in docs/ re-runs the checks that read the docs, and the stacks only for the pages they run", async () => {
+    // The docs links and the tutorial map read every page; the stacks start none of them...
+    expect(await changedBy("docs/COUNTER.md")).toEqual(["@app/e2e#test"]);
+    // ...but the blocks readme-production.test.ts and dev-stack.test.ts copy and run.
+    for (const file of ["README.md", "docs/PRODUCTION.md", "docs/TROUBLESHOOTING.md"])
+      expect({ file, changed: (await changedBy(file)).sort() }).toEqual({
+        file,
+        changed: ["@app/e2e#test", "@app/e2e#test:e2e"],
+      });
+  });
+
+  it("an edit in a check re-runs the checks only, an edit in a stack test the stacks only", async () => {
+    expect((await changedBy("e2e/test/docs-links.test.ts")).sort()).toEqual([
+      "@app/e2e#test",
+      "@app/e2e#typecheck",
+    ]);
+    expect((await changedBy("e2e/test/stacks/dev-stack.test.ts")).sort()).toEqual([
+      "@app/e2e#test:e2e",
+      "@app/e2e#typecheck",
+    ]);
   });
 });

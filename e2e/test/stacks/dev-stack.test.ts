@@ -2,9 +2,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { artifactPath, launchChromium } from "./support/browser.ts";
-import { ComposeProject, REPO_ROOT } from "./support/compose.ts";
-import { normalize, parseQuickStart } from "./support/readme.ts";
+import { artifactPath, launchChromium } from "../support/browser.ts";
+import { ComposeProject, REPO_ROOT } from "../support/compose.ts";
+import { normalize, parseQuickStart } from "../support/readme.ts";
 
 // `docker compose up --build` exactly as a developer runs it (base + the
 // auto-loaded override), from a copy of the repository so hot reload can be

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitForBothBackendReplicas } from "./support/compose.ts";
-import { TrustingClient } from "./support/https.ts";
-import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { waitForBothBackendReplicas } from "../support/compose.ts";
+import { TrustingClient } from "../support/https.ts";
+import { prepareProductionSecrets, productionStack } from "../support/production.ts";
 
 const run = promisify(execFile);
 

@@ -11,10 +11,14 @@ import {
 } from "@app/test-support";
 import { checkHistory, startVisitors, summarize } from "@app/visit-history";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { artifactPath, launchChromium } from "./support/browser.ts";
-import { durableKeys, postgresCount, waitForBothBackendReplicas } from "./support/compose.ts";
-import { TrustingClient } from "./support/https.ts";
-import { loopbackClient, prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { artifactPath, launchChromium } from "../support/browser.ts";
+import { durableKeys, postgresCount, waitForBothBackendReplicas } from "../support/compose.ts";
+import { TrustingClient } from "../support/https.ts";
+import {
+  loopbackClient,
+  prepareProductionSecrets,
+  productionStack,
+} from "../support/production.ts";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

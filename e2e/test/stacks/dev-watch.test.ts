@@ -4,7 +4,7 @@ import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { eventually } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ComposeProject, REPO_ROOT } from "./support/compose.ts";
+import { ComposeProject, REPO_ROOT } from "../support/compose.ts";
 
 // The development stack as on Docker Desktop: docker-compose.watch.yml on top of the
 // override replaces the source bind mounts with Compose Watch `sync` rules. The stack is

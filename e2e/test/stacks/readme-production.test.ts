@@ -1,9 +1,9 @@
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT } from "./support/compose.ts";
-import { loopbackClient, productionStack } from "./support/production.ts";
-import { codeBlocks, normalize, section } from "./support/readme.ts";
+import { REPO_ROOT } from "../support/compose.ts";
+import { loopbackClient, productionStack } from "../support/production.ts";
+import { codeBlocks, normalize, section } from "../support/readme.ts";
 
 // The README's production block, copied from the README and run verbatim in a clean copy
 // of the repository, as on a first server: its placeholder host (example.com) replaced by a

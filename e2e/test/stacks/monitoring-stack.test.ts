@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually, makeTestPki } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TrustingClient } from "./support/https.ts";
-import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { TrustingClient } from "../support/https.ts";
+import { prepareProductionSecrets, productionStack } from "../support/production.ts";
 
 // The production stack with docker-compose.monitoring.yml, as the README's monitoring
 // section starts it: Prometheus finds every target, the exporters reach what they

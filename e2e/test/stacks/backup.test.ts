@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually, makeTestPki } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postgresCount } from "./support/compose.ts";
-import { TrustingClient } from "./support/https.ts";
-import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { postgresCount } from "../support/compose.ts";
+import { TrustingClient } from "../support/https.ts";
+import { prepareProductionSecrets, productionStack } from "../support/production.ts";
 
 const run = promisify(execFile);
 

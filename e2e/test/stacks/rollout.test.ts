@@ -7,9 +7,9 @@ import { promisify } from "node:util";
 import { makeTestPki } from "@app/test-support";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postgresCount, waitForBothBackendReplicas } from "./support/compose.ts";
-import { PROD_FILES, prepareProductionSecrets, productionStack } from "./support/production.ts";
-import { describeFailures, failures, type StreamRecord, startStream } from "./support/stream.ts";
+import { postgresCount, waitForBothBackendReplicas } from "../support/compose.ts";
+import { PROD_FILES, prepareProductionSecrets, productionStack } from "../support/production.ts";
+import { describeFailures, failures, type StreamRecord, startStream } from "../support/stream.ts";
 
 const run = promisify(execFile);
 
