@@ -20,11 +20,19 @@ postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
 
+// STAND-IN for gates-migrate's `PostgresStore.checkSchema()` (issue 32's shared contract:
+// resolves when the schema is at least this build's and the counter row exists, else
+// throws with `code` SCHEMA_MISSING, SCHEMA_OUTDATED or COUNTER_ROW_MISSING). The lead
+// replaces this line with `() => postgres.checkSchema()` at the merge.
+const checkSchema = async (): Promise<void> => void (await postgres.read());
+
 const app = createCounterApp({
   counter,
   logger,
-  // Ready once the counter's row can be read (its schema is created again if it is gone).
-  readiness: { postgres: async () => void (await postgres.read()), redis: () => cache.ping() },
+  // Ready once PostgreSQL accepts the counter's role and holds the schema this build
+  // needs; a failure is classified (postgres-errors.ts), logged once per change, and its
+  // reason is /readyz's body. Redis is reported, but optional.
+  readiness: { postgres: () => counter.health.check(checkSchema), redis: () => cache.ping() },
   exposeErrors: config.NODE_ENV === "development",
 });
 
