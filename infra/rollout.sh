@@ -93,13 +93,12 @@ last_check() {
     "$1" | grep -v '^[[:space:]]*$' | tail -n 1 || true
 }
 
-# Names the container that cannot serve and why, then fails (the caller rolls back).
+# Names the container that cannot serve and why; the caller then fails, which rolls back.
 refuse() {
   local name reason
   name=$(docker inspect --format '{{.Name}}' "$1") || name=$1
   reason=$(last_check "$1")
   log "$service: container ${name#/} $2${reason:+; its last health check: $reason}"
-  return 1
 }
 
 wait_healthy() {
