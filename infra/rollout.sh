@@ -15,9 +15,13 @@
 #   1. build its image;
 #   2. start as many new containers as it runs now, beside the old ones (Nginx finds
 #      them through Docker's DNS within 2 s and spreads requests over old and new);
-#   3. wait until every new container is healthy; if one is not within ROLLOUT_TIMEOUT
-#      seconds (default 90, digits only), stop and remove the new ones, leave the old
-#      ones serving, and exit 1: a rollback;
+#   3. wait until every new container is healthy, which for the Node services means it
+#      can serve (docker-compose.yml's x-node-service: ready, its port open; until then
+#      it refuses Nginx's connections, which Nginx retries on the old ones); if one is
+#      not within ROLLOUT_TIMEOUT seconds (default 90, digits only), or says it cannot
+#      serve for a reason that waiting will not heal (a refused login, a missing schema),
+#      stop and remove the new ones, leave the old ones serving, print the container's
+#      name and its last health check (the readiness error), and exit 1: a rollback;
 #   4. stop the old containers: each keeps serving for SHUTDOWN_DELAY_MS, then drains its
 #      requests in flight and exits; Nginx retries what they refuse on the new ones;
 #   5. remove them: the service is back at its replica count, on the new image.
@@ -72,9 +76,29 @@ built_services() {
     in_services && /^    build:/ { print service }'
 }
 
-# "healthy", "unhealthy", "starting", or "none" for a container without a health check.
+# "healthy", "unhealthy", "starting", or "none" for a container without a health check;
+# "exited" (or "dead", …) for one that no longer runs, whatever its last check said.
 health() {
-  docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"
+  docker inspect --format \
+    '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"
+}
+
+# The last thing a container's healthcheck printed: for the Node services, the body of
+# /readyz that failed (docker-compose.yml's x-node-service), e.g. {"status":"not ready",
+# "checks":{"postgres":{"ok":false,"error":"database login refused: …","permanent":true}}}.
+# Docker keeps the last five checks; "" before the first one failed.
+last_check() {
+  docker inspect --format \
+    '{{if .State.Health}}{{range .State.Health.Log}}{{if ne .ExitCode 0}}{{.Output}}{{"\n"}}{{end}}{{end}}{{end}}' \
+    "$1" | grep -v '^[[:space:]]*$' | tail -n 1 || true
+}
+
+# Names the container that cannot serve and why; the caller then fails, which rolls back.
+refuse() {
+  local name reason
+  name=$(docker inspect --format '{{.Name}}' "$1") || name=$1
+  reason=$(last_check "$1")
+  log "$service: container ${name#/} $2${reason:+; its last health check: $reason}"
 }
 
 wait_healthy() {
@@ -84,10 +108,18 @@ wait_healthy() {
       state=$(health "$id")
       case "$state" in
         healthy | none) break ;;
-        unhealthy) log "container ${id:0:12} is unhealthy"; return 1 ;;
+        starting) ;;
+        unhealthy) refuse "$id" "is unhealthy"; return 1 ;;
+        *) refuse "$id" "is $state, not running"; return 1 ;;
       esac
+      # A reason its readiness marks as one that waiting will not heal (a refused login,
+      # a missing schema): refused at once rather than at the deadline.
+      if [[ "$(last_check "$id")" == *'"permanent":true'* ]]; then
+        refuse "$id" "cannot serve"
+        return 1
+      fi
       if ((SECONDS >= deadline)); then
-        log "container ${id:0:12} not healthy within ${timeout} s (last: $state)"
+        refuse "$id" "not healthy within ${timeout} s (last: $state)"
         return 1
       fi
       sleep 1

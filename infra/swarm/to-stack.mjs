@@ -34,6 +34,26 @@ const SERVICES_TO_DROP = { backup: true };
 const CONFIGS_TO_DROP = { "pg-backup": true };
 
 /**
+ * Swarm's healthcheck for the Node services: the admin port's `/healthz` where Compose
+ * asks `/readyz` (docker-compose.yml's x-node-service). Swarm both gates and *restarts*
+ * on its healthcheck, Compose only gates: with `/readyz` a database outage would get
+ * every counter replaced, over and over, while none of them could help. `/healthz`
+ * fails only on errors that waiting will not heal (a refused login, a missing schema),
+ * where a restart is what Swarm should do; the app's port still opens only once ready
+ * (the check's second request), so a new task is put in rotation only when it can serve
+ * (docs/DECISIONS.md).
+ */
+export function livenessHealthcheck(name, healthcheck) {
+  if (!healthcheck?.test?.some((arg) => arg.includes("'/readyz'"))) return healthcheck;
+  const test = healthcheck.test.map((arg) => arg.replaceAll("'/readyz'", "'/healthz'"));
+  if (test.some((arg) => arg.includes("/readyz")))
+    throw new Error(
+      `service ${name}: healthcheck names /readyz in a way to-stack.mjs does not know`,
+    );
+  return { ...healthcheck, test };
+}
+
+/**
  * Swarm ignores a service's `tmpfs:` paths, which leaves them read-only under
  * `read_only: true`. An anonymous volume takes their place: it starts as a copy of the
  * image's directory, owner included (the images give these paths to their users), and
@@ -79,6 +99,8 @@ export function toStack(compose) {
       // Swarm job: run until it has exited 0 once, retried while db is not up yet.
       if (service.restart === "no")
         converted.deploy = { ...service.deploy, mode: "replicated-job" };
+      if (service.healthcheck)
+        converted.healthcheck = livenessHealthcheck(name, service.healthcheck);
       delete converted.tmpfs;
       converted.volumes = tmpfsAsVolumes(service);
       if (converted.volumes.length === 0) delete converted.volumes;

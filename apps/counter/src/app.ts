@@ -5,6 +5,7 @@ import {
   type Logger,
   methodNotAllowed,
   type ReadinessCheck,
+  type ReadinessOptions,
 } from "@app/server";
 import type { VisitCounter } from "./visit-counter.ts";
 
@@ -20,12 +21,16 @@ export interface CounterAppOptions {
 // namespaces Nginx puts keys in (its default.conf.template, $visit_key).
 const IDEMPOTENCY_KEY = /^[\w.:-]{1,128}$/;
 
+/** The counter's readiness: counting needs PostgreSQL; the cache is reported, but optional. */
+export function counterReadiness(checks: CounterAppOptions["readiness"]): ReadinessOptions {
+  return { checks, optional: ["redis"] };
+}
+
 export function createCounterApp(options: CounterAppOptions): Express {
   const { counter, readiness, ...rest } = options;
   return createApp({
     ...rest,
-    // Counting needs PostgreSQL; the cache is reported, but the app works without it.
-    readiness: { checks: readiness, optional: ["redis"] },
+    readiness: counterReadiness(readiness),
     routes(app) {
       app
         .route("/visits")

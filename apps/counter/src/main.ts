@@ -1,6 +1,6 @@
 import { loadConfigOrExit } from "@app/config";
 import { createLogger, runServer } from "@app/server";
-import { createCounterApp } from "./app.ts";
+import { counterReadiness, createCounterApp } from "./app.ts";
 import { loadCounterConfig } from "./config.ts";
 import { PostgresStore } from "./postgres-store.ts";
 import { RedisCache } from "./redis-cache.ts";
@@ -20,11 +20,21 @@ postgres
   .ensureSchema()
   .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
 
+// STAND-IN for gates-migrate's `PostgresStore.checkSchema()` (issue 32's shared contract:
+// resolves when the schema is at least this build's and the counter row exists, else
+// throws with `code` SCHEMA_MISSING, SCHEMA_OUTDATED or COUNTER_ROW_MISSING). The lead
+// replaces this line with `() => postgres.checkSchema()` at the merge.
+const checkSchema = async (): Promise<void> => void (await postgres.read());
+
+// Ready once PostgreSQL accepts the counter's role and holds the schema this build
+// needs; a failure is classified (postgres-errors.ts), logged once per change, and its
+// reason is /readyz's body. Redis is reported, but optional.
+const checks = { postgres: () => counter.health.check(checkSchema), redis: () => cache.ping() };
+
 const app = createCounterApp({
   counter,
   logger,
-  // Ready once the counter's row can be read (its schema is created again if it is gone).
-  readiness: { postgres: async () => void (await postgres.read()), redis: () => cache.ping() },
+  readiness: checks,
   exposeErrors: config.NODE_ENV === "development",
 });
 
@@ -32,6 +42,9 @@ await runServer({
   app,
   port: config.PORT,
   metricsPort: config.METRICS_PORT,
+  // The API port opens only once these pass: until then Nginx's connections are refused
+  // and retried on a replica that is ready (run-server.ts).
+  readiness: counterReadiness(checks),
   logger,
   shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   shutdownDelayMs: config.SHUTDOWN_DELAY_MS,

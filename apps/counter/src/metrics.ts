@@ -1,4 +1,4 @@
-import { Counter, Histogram } from "@app/server";
+import { Counter, Gauge, Histogram } from "@app/server";
 
 // The counter's own metrics, each answering one operator question (its comment).
 // Label values are fixed sets, present at 0 from the start so rates exist before a first error.
@@ -38,6 +38,11 @@ export const cacheRequests = new Counter({
 export const cacheRaiseFailures = new Counter({
   name: "counter_cache_raise_failures_total",
   help: "Counts PostgreSQL confirmed that could not be written to the cache.",
+});
+export const postgresUnready = new Gauge({
+  name: "counter_postgres_unready",
+  help: "1 while this replica cannot serve for a reason that waiting will not heal (postgres-errors.ts), by reason.",
+  labelNames: ["reason"] as const,
 });
 for (const kind of ["timeout", "connection", "query"]) postgresErrors.inc({ kind }, 0);
 for (const result of ["hit", "miss", "error"]) cacheRequests.inc({ result }, 0);

@@ -1,6 +1,7 @@
 import { HttpError, type Logger } from "@app/server";
 import type { CounterConfig } from "./config.ts";
 import * as metrics from "./metrics.ts";
+import { PostgresHealth } from "./postgres-errors.ts";
 import type { Increment, PostgresStore } from "./postgres-store.ts";
 import type { RedisCache } from "./redis-cache.ts";
 import { VisitBatcher } from "./visit-batcher.ts";
@@ -8,14 +9,13 @@ import { VisitBatcher } from "./visit-batcher.ts";
 /** The current count, and whether the cache had it. */
 export type Reading = { count: number; cache: "hit" | "miss" };
 
-/** PostgreSQL did not answer: the client may retry later. */
-const UNAVAILABLE = "Visit counter unavailable: PostgreSQL did not answer";
-
 export interface VisitCounterOptions {
   config: CounterConfig;
   postgres: PostgresStore;
   cache: RedisCache;
   logger: Logger;
+  /** Where failures are classified and logged once per change (a new one by default). */
+  health?: PostgresHealth;
 }
 
 /**
@@ -29,10 +29,13 @@ export class VisitCounter {
   readonly #cache: RedisCache;
   readonly #logger: Logger;
   readonly #batcher: VisitBatcher<Increment>;
+  /** PostgreSQL's state as this replica sees it; the readiness check reports through it too. */
+  readonly health: PostgresHealth;
   /** The PostgreSQL read that concurrent cache misses share, while it runs. */
   #reading: Promise<number> | undefined;
 
-  constructor({ config, postgres, cache, logger }: VisitCounterOptions) {
+  constructor({ config, postgres, cache, logger, health }: VisitCounterOptions) {
+    this.health = health ?? new PostgresHealth(logger);
     this.#key = `cached-count:${config.COUNTER_ID}`;
     this.#postgres = postgres;
     this.#cache = cache;
@@ -75,15 +78,21 @@ export class VisitCounter {
     return { count: await this.#reading.catch(this.#unavailable), cache: "miss" };
   }
 
-  /** A 503 for the client; the cause at debug level (it repeats for every request). */
+  /**
+   * A 503 for the client, naming only the class of the failure ("database login
+   * refused"): the server's words may name roles, hosts or tables. The replica logs
+   * the detail once per change of state (PostgresHealth), each request's at debug.
+   */
   readonly #unavailable = (error: unknown): never => {
-    this.#logger.debug({ err: error }, "PostgreSQL did not answer");
-    throw new HttpError(503, UNAVAILABLE);
+    const { reason } = this.health.failed(error);
+    this.#logger.debug({ err: error }, reason);
+    throw new HttpError(503, `Visit counter unavailable: ${reason}`);
   };
 
   async #readPostgres(): Promise<number> {
     const confirmedAt = Date.now();
     const count = await this.#postgres.read().catch(metrics.recordPostgresError);
+    this.health.succeeded();
     this.#store(count, confirmedAt);
     return count;
   }
@@ -93,6 +102,7 @@ export class VisitCounter {
     const counted = await this.#postgres
       .countBatch(keys, timeoutMs)
       .catch(metrics.recordPostgresError);
+    this.health.succeeded();
     const replays = counted.visits.filter((visit) => visit.replayed).length;
     metrics.recordBatch(keys.length, replays, (Date.now() - confirmedAt) / 1000);
     // The batch's count, not its highest number: a replay's number may be long past.

@@ -36,9 +36,9 @@ afterAll(async () => {
 const rolloutEnv = (extra: Record<string, string> = {}) => ({
   ...process.env,
   ...stack.environment(),
-  ...extra,
   COMPOSE_PROJECT_NAME: stack.name,
   COMPOSE_FILE: PROD_FILES.join(":"),
+  ...extra,
 });
 
 /**
@@ -333,5 +333,73 @@ describe("rollout.sh when something goes wrong", () => {
     else expect(after.filter((id) => before.includes(id))).toEqual([]);
     await expectOneCompleteSet();
     expect(failures(records).length, await explain(records)).toBe(0);
+  });
+});
+
+// Issue 32: new replicas that cannot serve (a password PostgreSQL refuses, a database
+// host that does not exist) must be refused by the rollout, with the reason, while the
+// old ones keep serving and no request fails: the new ones must get no client's request.
+describe("rollout.sh refuses new replicas that cannot serve", () => {
+  const SECRET = "secrets/postgres_counter_password.txt";
+
+  /** A rollout of the counter under the stream, expected to fail: its result and the records. */
+  async function refusedRollout(extra: Record<string, string>) {
+    const before = await containerIds("counter");
+    let result: Awaited<ReturnType<typeof rollout>> | undefined;
+    const records = await underStream(async () => {
+      result = await rollout(["--no-build", "counter"], extra);
+    });
+    console.info(
+      `refused rollout: exit ${result?.code} after ${result?.seconds.toFixed(1)} s, ` +
+        `${records.length} requests, ${describeFailures(records)} failed\n${result?.output}`,
+    );
+    const visits = records.filter((r) => r.kind === "visit");
+    expect(result?.code, result?.output).toBe(1);
+    expect(result?.output).not.toMatch(/all done/);
+    expect(result?.output).toMatch(/rolling back/);
+    // No visit failed, and there were visits to fail.
+    expect(failures(records).length, await explain(records)).toBe(0);
+    expect(visits.length).toBeGreaterThan(50);
+    // The old containers, and only they: nothing new left, running, created or exited.
+    expect(await containerIds("counter")).toEqual(before);
+    expect((await fetch(`${url}/api/visits`, { method: "POST", dispatcher })).status).toBe(200);
+    return result as NonNullable<typeof result>;
+  }
+
+  it("a counter password PostgreSQL does not know (no db-setup ran): exit 1 at once, naming the container and 'database login refused'", async () => {
+    const path = join(stack.directory, SECRET);
+    const password = await readFile(path, "utf8");
+    // What a rotation gone wrong looks like: a new secret no job has applied.
+    await writeFile(path, "a-password-postgres-never-heard-of\n");
+    try {
+      const result = await refusedRollout({ ROLLOUT_TIMEOUT: "60" });
+      expect(result.output).toMatch(
+        /counter: container \S+-counter-\d+ cannot serve; its last health check: .*database login refused: password authentication failed for user/,
+      );
+      // Refused on the first check that said so, long before the deadline.
+      expect(result.seconds).toBeLessThan(40);
+    } finally {
+      await writeFile(path, password);
+    }
+  });
+
+  it("a database host that does not exist: exit 1 at ROLLOUT_TIMEOUT, naming the container and the readiness error", async () => {
+    // The counter's environment with another host, as an operator's override file would.
+    const override = "docker-compose.no-such-db.yml";
+    await writeFile(
+      join(stack.directory, override),
+      "services:\n  counter:\n    environment:\n      POSTGRES_HOST: no-such-db\n",
+    );
+    const result = await refusedRollout({
+      COMPOSE_FILE: [...PROD_FILES, override].join(":"),
+      ROLLOUT_TIMEOUT: "20",
+    });
+    // Waited out (it may heal: a name Docker's DNS drops while a container is stopped),
+    // then refused with the reason.
+    expect(result.output).toMatch(
+      /counter: container \S+-counter-\d+ not healthy within 20 s \(last: starting\); its last health check: .*"postgres":\{"ok":false/,
+    );
+    expect(result.output).toMatch(/PostgreSQL did not answer|no answer within/);
+    expect(result.seconds).toBeLessThan(60);
   });
 });

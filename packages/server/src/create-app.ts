@@ -38,7 +38,7 @@ export function createApp(options: AppOptions): Express {
   // Behind Nginx: trust X-Forwarded-* only from loopback and private networks.
   app.set("trust proxy", "loopback, uniquelocal");
 
-  // First, so every answer is timed, also the 404s and errors (served by startMetricsServer).
+  // First, so every answer is timed, also the 404s and errors (served by startAdminServer).
   app.use(measureRequests);
   app.use(logRequests(logger, slowRequestMs));
 

@@ -48,7 +48,8 @@ export function createGracefulShutdown(
 
   return (reason) => {
     running ??= (async () => {
-      if (delayMs > 0) {
+      // Never listened (stopped before it was ready, run-server.ts): nobody to warn.
+      if (delayMs > 0 && server.listening) {
         logger.info({ reason, delayMs }, "shutting down: still serving, without keep-alive");
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }

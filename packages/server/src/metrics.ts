@@ -1,7 +1,5 @@
-import { createServer, type Server } from "node:http";
 import type { RequestHandler } from "express";
-import type { Logger } from "pino";
-import { collectDefaultMetrics, Histogram, register } from "prom-client";
+import { Histogram } from "prom-client";
 
 // Every metric of the process lives in prom-client's default registry: an app's own
 // metrics (`new Counter(...)` with the classes index.ts re-exports) land there too, so
@@ -39,46 +37,3 @@ export const measureRequests: RequestHandler = (req, res, next) => {
   });
   next();
 };
-
-let defaultMetricsStarted = false;
-
-/**
- * Serves `GET /metrics` (Prometheus' text format) on its own port, apart from the app's:
- * Nginx proxies only the app's port, so the metrics never reach the public side, and
- * no compose file publishes this one. Also starts the default process and Node metrics
- * (CPU, memory, event loop lag, GC), once per process.
- */
-export async function startMetricsServer(options: {
-  port: number;
-  host?: string;
-  logger: Logger;
-}): Promise<Server> {
-  const { port, host = "0.0.0.0", logger } = options;
-  if (!defaultMetricsStarted) {
-    collectDefaultMetrics();
-    defaultMetricsStarted = true;
-  }
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "").split("?")[0];
-    if (path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
-      res.writeHead(404, { "Content-Type": "text/plain" }).end("Not found: only GET /metrics\n");
-      return;
-    }
-    register.metrics().then(
-      (text) => {
-        res.writeHead(200, { "Content-Type": register.contentType }).end(text);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "metrics: collecting failed");
-        res.writeHead(500, { "Content-Type": "text/plain" }).end("collecting metrics failed\n");
-      },
-    );
-  });
-  server.listen(port, host);
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
-  logger.info({ port, host }, "metrics listening");
-  return server;
-}

@@ -1,7 +1,11 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { RequestHandler } from "express";
 
-/** Resolves when the dependency answers, rejects (or times out) when it does not. */
+/**
+ * Resolves when the dependency answers, rejects (or times out) when it does not. An
+ * error with `permanent: true` says waiting will not heal it (a refused login, a missing
+ * schema): `GET /healthz` on the admin port then fails too (run-server.ts).
+ */
 export type ReadinessCheck = () => Promise<unknown>;
 
 export interface ReadinessOptions {
@@ -11,25 +15,43 @@ export interface ReadinessOptions {
   timeoutMs?: number;
 }
 
-interface CheckResult {
+export interface CheckResult {
   ok: boolean;
   latencyMs: number;
   error?: string;
+  /** The error said it will not heal by waiting. */
+  permanent?: true;
+}
+
+export interface ReadinessReport {
+  /** Every required check passed. */
+  ready: boolean;
+  /** A required check failed with an error that will not heal by waiting. */
+  permanent: boolean;
+  checks: Record<string, CheckResult>;
+}
+
+/** Runs every check at once, each within `timeoutMs`. */
+export async function checkReadiness(options: ReadinessOptions): Promise<ReadinessReport> {
+  const { checks, optional = [], timeoutMs = 1_000 } = options;
+  const entries = await Promise.all(
+    Object.entries(checks).map(
+      async ([name, check]) => [name, await runCheck(check, timeoutMs)] as const,
+    ),
+  );
+  const required = entries.filter(([name]) => !optional.includes(name));
+  return {
+    ready: required.every(([, result]) => result.ok),
+    permanent: required.some(([, result]) => result.permanent === true),
+    checks: Object.fromEntries(entries),
+  };
 }
 
 /** `GET /readyz`: 200 when the app can serve, 503 otherwise; the body reports each dependency. */
 export function readinessHandler(options: ReadinessOptions): RequestHandler {
-  const { checks, optional = [], timeoutMs = 1_000 } = options;
   return async (_req, res) => {
-    const entries = await Promise.all(
-      Object.entries(checks).map(
-        async ([name, check]) => [name, await runCheck(check, timeoutMs)] as const,
-      ),
-    );
-    const ready = entries.every(([name, result]) => result.ok || optional.includes(name));
-    res
-      .status(ready ? 200 : 503)
-      .json({ status: ready ? "ready" : "not ready", checks: Object.fromEntries(entries) });
+    const { ready, checks } = await checkReadiness(options);
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "not ready", checks });
   };
 }
 
@@ -43,6 +65,12 @@ async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<Check
     return { ok: true, latencyMs: Math.round(performance.now() - started) };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return { ok: false, latencyMs: Math.round(performance.now() - started), error: message };
+    const permanent = (error as { permanent?: unknown } | null)?.permanent === true;
+    return {
+      ok: false,
+      latencyMs: Math.round(performance.now() - started),
+      error: message,
+      ...(permanent ? { permanent: true as const } : {}),
+    };
   }
 }

@@ -180,3 +180,21 @@ describe("createGracefulShutdown", () => {
     await expect(stuck).rejects.toThrow();
   });
 });
+
+describe("createGracefulShutdown of a server that never listened", () => {
+  it("skips the delay (no client knows it) and runs the hooks", async () => {
+    const { createServer } = await import("node:http");
+    const server = createServer();
+    const hooks: string[] = [];
+    // An hour: the test would time out if the delay were kept.
+    const shutdown = createGracefulShutdown({
+      server,
+      logger,
+      timeoutMs: 1_000,
+      delayMs: 3_600_000,
+      hooks: [() => void hooks.push("close pools")],
+    });
+    expect(await shutdown("SIGTERM")).toBe(0);
+    expect(hooks).toEqual(["close pools"]);
+  });
+});

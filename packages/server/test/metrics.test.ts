@@ -3,12 +3,7 @@ import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  createApp,
-  httpRequestDuration,
-  startMetricsServer,
-  UNMATCHED_ROUTE,
-} from "../src/index.ts";
+import { createApp, httpRequestDuration, startAdminServer, UNMATCHED_ROUTE } from "../src/index.ts";
 
 const logger = pino({ level: "silent" });
 
@@ -72,11 +67,11 @@ describe("http_request_duration_seconds", () => {
   });
 });
 
-describe("startMetricsServer", () => {
+describe("startAdminServer", () => {
   let server: Server;
   let base: string;
   beforeAll(async () => {
-    server = await startMetricsServer({ port: 0, host: "127.0.0.1", logger });
+    server = await startAdminServer({ port: 0, host: "127.0.0.1", logger });
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(() => {
@@ -101,7 +96,7 @@ describe("startMetricsServer", () => {
       expect(text).toMatch(new RegExp(`^${name} `, "m"));
   });
 
-  it("answers 404 for anything but GET /metrics", async () => {
+  it("answers 404 for anything but GET /metrics, /readyz and /healthz", async () => {
     expect((await fetch(`${base}/`)).status).toBe(404);
     expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(404);
   });
