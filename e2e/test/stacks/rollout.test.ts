@@ -33,13 +33,12 @@ afterAll(async () => {
 });
 
 /** The environment a user runs infra/rollout.sh with: the project and files, and `extra`. */
-const rolloutEnv = (extra: Record<string, string> = {}) => ({
-  ...process.env,
-  ...stack.environment(),
-  COMPOSE_PROJECT_NAME: stack.name,
-  COMPOSE_FILE: PROD_FILES.join(":"),
-  ...extra,
-});
+const rolloutEnv = (extra: Record<string, string> = {}) =>
+  stack.commandEnvironment({
+    COMPOSE_PROJECT_NAME: stack.name,
+    COMPOSE_FILE: PROD_FILES.join(":"),
+    ...extra,
+  });
 
 /**
  * infra/rollout.sh as a user runs it: plain `docker compose`, the project and files from

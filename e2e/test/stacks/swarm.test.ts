@@ -50,7 +50,7 @@ describe.runIf(enabled)("production stack on Docker Swarm", () => {
     await stack.compose(["build"]);
     await run("bash", ["infra/swarm/deploy.sh", stackName], {
       cwd: stack.directory,
-      env: { ...process.env, ...stack.environment() },
+      env: stack.commandEnvironment(),
       timeout: 300_000,
     });
   });
@@ -156,46 +156,3 @@ describe.runIf(enabled)("production stack on Docker Swarm", () => {
     expect(await ping(false)).toMatch(/NOAUTH/);
   });
 });
-
-// No swarm needed: what infra/swarm/to-stack.mjs makes of the Node services' healthcheck.
-describe("the stack file's healthchecks (to-stack.mjs)", () => {
-  it("ask the admin port's /healthz, which a database outage does not fail, where Compose asks /readyz", async () => {
-    const { stdout: config } = await run(
-      "docker",
-      [
-        "compose",
-        "-f",
-        "docker-compose.yml",
-        "-f",
-        "docker-compose.prod.yml",
-        "config",
-        "--format",
-        "json",
-      ],
-      { cwd: join(import.meta.dirname, "../.."), env: { ...process.env, ...stack.environment() } },
-    );
-    const compose = JSON.parse(config) as { services: Record<string, Service> };
-    // As deploy.sh runs it: the rendered files on its stdin, the stack file on its stdout.
-    const converted = await new Promise<string>((resolve, reject) => {
-      const child = execFile(
-        "node",
-        [join(import.meta.dirname, "../../infra/swarm/to-stack.mjs")],
-        (error, stdout) => (error ? reject(error) : resolve(stdout)),
-      );
-      child.stdin?.end(config);
-    });
-    const swarm = JSON.parse(converted) as { services: Record<string, Service> };
-    for (const name of ["backend", "counter"]) {
-      const composeCheck = compose.services[name]?.healthcheck?.test?.join(" ") ?? "";
-      const swarmCheck = swarm.services[name]?.healthcheck?.test?.join(" ") ?? "";
-      expect(composeCheck, name).toContain("'/readyz'");
-      expect(swarmCheck, name).not.toContain("/readyz");
-      // The same check otherwise: the liveness path on the admin port, then the app's port.
-      expect(swarmCheck, name).toBe(composeCheck.replace("'/readyz'", "'/healthz'"));
-    }
-  });
-});
-
-interface Service {
-  healthcheck?: { test?: string[] };
-}
