@@ -14,16 +14,13 @@ const postgres = new PostgresStore(config, logger);
 const cache = new RedisCache(config, logger);
 const counter = new VisitCounter({ config, postgres, cache, logger });
 
-// Neither store has to be up for the app to start: the migration runs now or on first
-// use, and the cache is used once it answers.
-postgres
-  .ensureSchema()
-  .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
+// Neither store has to be up for the app to start: PostgreSQL is used once it answers
+// (its schema comes from the migrate job, never from here), the cache likewise.
 
 const app = createCounterApp({
   counter,
   logger,
-  // Ready once the counter's row can be read (its schema is created again if it is gone).
+  // Ready once the counter's row can be read.
   readiness: { postgres: async () => void (await postgres.read()), redis: () => cache.ping() },
   exposeErrors: config.NODE_ENV === "development",
 });
