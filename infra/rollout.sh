@@ -12,7 +12,9 @@
 #   COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml bash infra/rollout.sh
 #
 # For each service, one at a time:
-#   1. build its image;
+#   1. build its image; for the counter, then run the migrate job from that image (a
+#      fresh one-shot container: `compose run`), and stop there if it fails: nothing new
+#      started, the old containers keep serving, the schema as it was (one transaction);
 #   2. start as many new containers as it runs now, beside the old ones (Nginx finds
 #      them through Docker's DNS within 2 s and spreads requests over old and new);
 #   3. wait until every new container is healthy; if one is not within ROLLOUT_TIMEOUT
@@ -55,7 +57,8 @@ for arg in "$@"; do
 done
 
 # What is under way, for the messages and for settle(): the service, the step, and the
-# phase (build, start, wait, retire, in-place) that decides what an interruption leaves.
+# phase (build, migrate, start, wait, retire, in-place) that decides what an interruption
+# leaves.
 service="" step="starting" phase="" old=() new=()
 
 # Captured first, then split: a failing command in `< <(…)` would go unnoticed.
@@ -128,6 +131,11 @@ settle() {
       docker rm --force "${old[@]}" >/dev/null 2>&1 ||
         log "$service: could not remove every old container: check \`docker compose ps\`"
       ;;
+    migrate)
+      # `compose run` stops and removes its container on the same signal; a migration cut
+      # off is rolled back with its connection. Nothing new was started.
+      log "$service: the migrate job did not finish; no new container was started, the old ones keep serving"
+      ;;
     in-place)
       # Compose replaces the one container itself; bring it to the configured state.
       log "$service: finishing its replacement"
@@ -174,6 +182,18 @@ roll() {
     docker compose build --quiet "$service"
   fi
 
+  if [[ "$service" == counter ]]; then
+    # The schema before any new replica: new code may need a migration. The old replicas
+    # keep working on the newer schema (migrations only expand, docs/COUNTER.md). Not
+    # `up`: the exited migrate container is not re-created by `up --no-recreate` and is
+    # skipped by `--no-deps`; started again it would run the old image's migrations.
+    # `run --rm --no-deps` makes a new container from the image just built (db-setup ran
+    # with the stack's `up`), shows its log here and returns its exit code.
+    phase=migrate step="running the migrate job (apps/counter/migrations) before new counters"
+    log "$service: running the migrate job"
+    docker compose run --rm --no-deps --no-TTY migrate
+  fi
+
   if [[ "$service" == frontend ]] || ((count == 0)); then
     # Nothing to keep serving beside (not running yet), or ports that cannot be shared.
     phase=in-place step="replacing $service in place"
@@ -217,6 +237,7 @@ known=$(docker compose config --services)
 for name in "${services[@]}"; do
   case "$name" in
     db | cache) usage "$name is not rolled (a single stateful container)" ;;
+    migrate) usage "migrate is a job, not rolled: it runs in the counter's rollout" ;;
   esac
   grep -qxF -- "$name" <<<"$known" || usage "no service '$name' in the compose files"
 done
