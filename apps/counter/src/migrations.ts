@@ -41,8 +41,14 @@ export async function migrate(options: MigrateOptions): Promise<string[]> {
         databaseUrl: {
           ...options.connection,
           application_name: "migrate",
-          // Session settings: the lock deadline, and the id the baseline's row gets.
-          options: `-c lock_timeout=${options.lockTimeoutMs} -c counter.id=${options.counterId}`,
+          // Session settings: the lock deadline; a job killed mid-statement (Ctrl-C in a
+          // rollout) has its statement cancelled and its locks released within a second,
+          // not when the statement would have ended; the id the baseline's row gets.
+          options: [
+            `-c lock_timeout=${options.lockTimeoutMs}`,
+            "-c client_connection_check_interval=1000",
+            `-c counter.id=${options.counterId}`,
+          ].join(" "),
         },
         dir: options.dir ?? MIGRATIONS_DIR,
         migrationsTable: "pgmigrations",
