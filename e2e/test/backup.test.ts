@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { copyFile, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -7,7 +7,7 @@ import { eventually, makeTestPki } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postgresCount } from "./support/compose.ts";
 import { TrustingClient } from "./support/https.ts";
-import { prepareProductionSecrets, productionStack } from "./support/production.ts";
+import { PROD_FILES, prepareProductionSecrets, productionStack } from "./support/production.ts";
 
 const run = promisify(execFile);
 
@@ -180,6 +180,74 @@ describe("the schema (the migrate job, apps/counter/migrations)", () => {
     ).toBe("0");
     const served = await setupVisit();
     expect(served).toBeGreaterThan(0);
+  });
+
+  it("Ctrl-C during a migration: rollout.sh stops, nothing new is left, the migration is rolled back", {
+    timeout: 600_000,
+  }, async () => {
+    const migration = join(stack.directory, "apps/counter/migrations/0002_slow.sql");
+    await writeFile(
+      migration,
+      "-- Up Migration\nALTER TABLE visit_counts ADD COLUMN note text;\nSELECT pg_sleep(120);\n",
+    );
+    const before = (await stack.compose(["ps", "--all", "--quiet", "counter"])).trim();
+    let result: { code: number | null; output: string };
+    try {
+      // As a terminal runs it: its own process group, SIGINT to all of it once the slow
+      // migration is under way (the job logs each file it starts).
+      const child = spawn("bash", ["infra/rollout.sh", "counter"], {
+        cwd: stack.directory,
+        env: {
+          ...process.env,
+          ...stack.environment(),
+          COMPOSE_PROJECT_NAME: stack.name,
+          COMPOSE_FILE: [...PROD_FILES, CACHE_FILE].join(":"),
+        },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      let interrupted = false;
+      const collect = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (!interrupted && /MIGRATION 0002_slow \(UP\)/.test(output) && child.pid) {
+          interrupted = true;
+          process.kill(-child.pid, "SIGINT");
+        }
+      };
+      child.stdout.on("data", collect);
+      child.stderr.on("data", collect);
+      result = await new Promise((resolve) =>
+        child.on("close", (code) => resolve({ code, output })),
+      );
+    } finally {
+      await rm(migration);
+    }
+    expect(result.code, result.output).toBe(130);
+    expect(result.output).toMatch(/interrupted \(SIGINT\) while running the migrate job/);
+    expect(result.output).toMatch(/no new container was started, the old ones keep serving/);
+    expect((await stack.compose(["ps", "--all", "--quiet", "counter"])).trim()).toBe(before);
+    // The job's session ends (client_connection_check_interval), its transaction undone.
+    await eventually(async () => {
+      expect(
+        await sql(
+          "postgres",
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate'",
+        ),
+      ).toBe("0");
+    }, 30_000);
+    expect(await sql("counter", "SELECT count(*) FROM pgmigrations")).toBe("1");
+    expect(
+      await sql(
+        "counter",
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+      ),
+    ).toBe("0");
+    // No run container of the job is left either.
+    expect(
+      (await stack.compose(["ps", "--all", "--quiet", "migrate"])).trim().split("\n"),
+    ).toHaveLength(1);
+    expect(await setupVisit()).toBeGreaterThan(0);
   });
 });
 
