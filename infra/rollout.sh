@@ -59,7 +59,7 @@ done
 # What is under way, for the messages and for settle(): the service, the step, and the
 # phase (build, migrate, start, wait, retire, in-place) that decides what an interruption
 # leaves.
-service="" step="starting" phase="" old=() new=()
+service="" step="starting" phase="" old=() new=() project=""
 
 # Captured first, then split: a failing command in `< <(…)` would go unnoticed.
 lines() { [[ -z "$1" ]] || printf '%s\n' "$1"; }
@@ -132,8 +132,17 @@ settle() {
         log "$service: could not remove every old container: check \`docker compose ps\`"
       ;;
     migrate)
-      # `compose run` stops and removes its container on the same signal; a migration cut
-      # off is rolled back with its connection. Nothing new was started.
+      # `compose run` may return on a signal and leave its container running: the job
+      # would go on and commit. Killed instead; PostgreSQL then cancels its statement
+      # (client_connection_check_interval) and rolls its transaction back.
+      ids=$(docker ps --all --quiet --filter "label=com.docker.compose.project=$project" \
+        --filter label=com.docker.compose.service=migrate \
+        --filter label=com.docker.compose.oneoff=True) || ids=""
+      mapfile -t new < <(lines "$ids")
+      if ((${#new[@]} > 0)); then
+        docker rm --force "${new[@]}" >/dev/null 2>&1 ||
+          log "$service: could not remove the migrate job's container: check \`docker ps\`"
+      fi
       log "$service: the migrate job did not finish; no new container was started, the old ones keep serving"
       ;;
     in-place)
@@ -227,6 +236,9 @@ roll() {
 
 services=("$@")
 step="reading the compose files"
+# The project's name, which labels its containers (the migrate job's, for settle()).
+config=$(docker compose config)
+project=$(lines "$config" | sed -n 's/^name: //p')
 if ((${#services[@]} == 0)); then
   built=$(built_services)
   mapfile -t services < <(lines "$built" | grep -vx frontend || true)
