@@ -3,7 +3,8 @@
 #   secrets/                          0700: only you can enter it
 #   secrets/postgres_password.txt     random, 0644 (read in the containers by uid 999/1000):
 #                                     PostgreSQL's superuser, for administration only
-#   secrets/postgres_counter_password.txt, postgres_monitoring_password.txt,
+#   secrets/postgres_counter_password.txt, postgres_owner_password.txt,
+#   secrets/postgres_monitoring_password.txt,
 #   secrets/postgres_backup_password.txt
 #                                     random, 0644: the roles the apps log in as
 #                                     (infra/postgres/roles.sql)
@@ -46,8 +47,8 @@ umask 077
 mkdir -p secrets
 chmod 700 secrets
 
-for name in postgres_password postgres_counter_password postgres_monitoring_password \
-  postgres_backup_password redis_password; do
+for name in postgres_password postgres_counter_password postgres_owner_password \
+  postgres_monitoring_password postgres_backup_password redis_password; do
   if [ ! -s "secrets/$name.txt" ]; then
     openssl rand -base64 32 > "secrets/$name.txt"
     echo "created secrets/$name.txt"

@@ -17,6 +17,10 @@
 # 3. Restores as the superuser in one transaction (--single-transaction --clean
 #    --if-exists): the database holds either the backup or, if anything fails, what it
 #    held before (then the counters are started again, and it exits 1).
+#    Then db-setup and the migrate job run, as on every `up`: a backup made before the
+#    schema had an owner role and versioned migrations (tables owned by counter, no
+#    pgmigrations) gets counter_owner as owner, the counter's grants and the migration
+#    history; a newer one is left as it is, or migrated forward from its own history.
 # 4. Deletes the cached count (cached-count:<COUNTER_ID>; and count:<COUNTER_ID>, an earlier
 #    version's, and any key below either) from Redis, so no read shows a count the
 #    restored database never had.
@@ -144,6 +148,14 @@ fi
 
 # --- 3. Restore, in one transaction. ---
 step=$EPOCHREALTIME
+# A backup without the migrations' table would leave today's in place (--clean drops
+# only what the file holds), recording migrations its schema never had. Dropped first:
+# the migrate job below then applies them all, and the baseline accepts the restored
+# tables, so this is safe even if the restore then fails.
+if ! grep -Eq ' TABLE public pgmigrations ' <<<"$toc"; then
+  in_db 'psql --no-psqlrc --quiet --command="DROP TABLE IF EXISTS pgmigrations"' >/dev/null
+  log "$file predates versioned migrations: the migrate job will record them"
+fi
 # $PGDATABASE is the container's (single quotes: expanded there).
 # shellcheck disable=SC2016
 if ! output=$(in_db 'pg_restore --single-transaction --clean --if-exists --dbname="$PGDATABASE"' <"$file" 2>&1); then
@@ -151,6 +163,15 @@ if ! output=$(in_db 'pg_restore --single-transaction --clean --if-exists --dbnam
 fi
 trap - EXIT
 log "restored $file into the database in $(since "$step") s (one transaction)"
+# The roles and grants (REASSIGN OWNED: the dump's owner may be counter), then the schema
+# up to this build's migrations. --no-deps: db is running, the counters stay stopped.
+step=$EPOCHREALTIME
+for job in db-setup migrate; do
+  if ! output=$(docker compose run --rm --no-deps --no-TTY "$job" 2>&1); then
+    die "restored, but the $job job failed, so the counters stay stopped: ${output##*$'\n'}; fix it, then: docker compose up -d counter"
+  fi
+done
+log "db-setup and the migrate job ran in $(since "$step") s: ${output##*$'\n'}"
 
 # --- 4. Empty the cached count. ---
 step=$EPOCHREALTIME

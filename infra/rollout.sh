@@ -12,7 +12,9 @@
 #   COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml bash infra/rollout.sh
 #
 # For each service, one at a time:
-#   1. build its image;
+#   1. build its image; for the counter, then run the migrate job from that image (a
+#      fresh one-shot container: `compose run`), and stop there if it fails: nothing new
+#      started, the old containers keep serving, the schema as it was (one transaction);
 #   2. start as many new containers as it runs now, beside the old ones (Nginx finds
 #      them through Docker's DNS within 2 s and spreads requests over old and new);
 #   3. wait until every new container is healthy, which for the Node services means it
@@ -59,8 +61,9 @@ for arg in "$@"; do
 done
 
 # What is under way, for the messages and for settle(): the service, the step, and the
-# phase (build, start, wait, retire, in-place) that decides what an interruption leaves.
-service="" step="starting" phase="" old=() new=()
+# phase (build, migrate, start, wait, retire, in-place) that decides what an interruption
+# leaves.
+service="" step="starting" phase="" old=() new=() project=""
 
 # Captured first, then split: a failing command in `< <(…)` would go unnoticed.
 lines() { [[ -z "$1" ]] || printf '%s\n' "$1"; }
@@ -160,6 +163,20 @@ settle() {
       docker rm --force "${old[@]}" >/dev/null 2>&1 ||
         log "$service: could not remove every old container: check \`docker compose ps\`"
       ;;
+    migrate)
+      # `compose run` may return on a signal and leave its container running: the job
+      # would go on and commit. Killed instead; PostgreSQL then cancels its statement
+      # (client_connection_check_interval) and rolls its transaction back.
+      ids=$(docker ps --all --quiet --filter "label=com.docker.compose.project=$project" \
+        --filter label=com.docker.compose.service=migrate \
+        --filter label=com.docker.compose.oneoff=True) || ids=""
+      mapfile -t new < <(lines "$ids")
+      if ((${#new[@]} > 0)); then
+        docker rm --force "${new[@]}" >/dev/null 2>&1 ||
+          log "$service: could not remove the migrate job's container: check \`docker ps\`"
+      fi
+      log "$service: the migrate job did not finish; no new container was started, the old ones keep serving"
+      ;;
     in-place)
       # Compose replaces the one container itself; bring it to the configured state.
       log "$service: finishing its replacement"
@@ -206,6 +223,18 @@ roll() {
     docker compose build --quiet "$service"
   fi
 
+  if [[ "$service" == counter ]]; then
+    # The schema before any new replica: new code may need a migration. The old replicas
+    # keep working on the newer schema (migrations only expand, docs/COUNTER.md). Not
+    # `up`: the exited migrate container is not re-created by `up --no-recreate` and is
+    # skipped by `--no-deps`; started again it would run the old image's migrations.
+    # `run --rm --no-deps` makes a new container from the image just built (db-setup ran
+    # with the stack's `up`), shows its log here and returns its exit code.
+    phase=migrate step="running the migrate job (apps/counter/migrations) before new counters"
+    log "$service: running the migrate job"
+    docker compose run --rm --no-deps --no-TTY migrate
+  fi
+
   if [[ "$service" == frontend ]] || ((count == 0)); then
     # Nothing to keep serving beside (not running yet), or ports that cannot be shared.
     phase=in-place step="replacing $service in place"
@@ -239,6 +268,9 @@ roll() {
 
 services=("$@")
 step="reading the compose files"
+# The project's name, which labels its containers (the migrate job's, for settle()).
+config=$(docker compose config)
+project=$(lines "$config" | sed -n 's/^name: //p')
 if ((${#services[@]} == 0)); then
   built=$(built_services)
   mapfile -t services < <(lines "$built" | grep -vx frontend || true)
@@ -249,6 +281,7 @@ known=$(docker compose config --services)
 for name in "${services[@]}"; do
   case "$name" in
     db | cache) usage "$name is not rolled (a single stateful container)" ;;
+    migrate) usage "migrate is a job, not rolled: it runs in the counter's rollout" ;;
   esac
   grep -qxF -- "$name" <<<"$known" || usage "no service '$name' in the compose files"
 done

@@ -59,7 +59,7 @@ describe("compose files", () => {
     // Production adds the scheduled backups.
     const extra = name.includes("production") ? ["backup"] : [];
     expect(Object.keys(config.services).sort()).toEqual(
-      ["backend", "cache", "counter", "db", "db-setup", "frontend", ...extra].sort(),
+      ["backend", "cache", "counter", "db", "db-setup", "frontend", "migrate", ...extra].sort(),
     );
   });
 
@@ -85,8 +85,8 @@ describe("compose files", () => {
       "docker-compose.prod.yml",
     ]);
     const entries = Object.entries(services);
-    // db-setup runs once per `up` and exits: no health to check, nothing to restart.
-    const ONE_SHOT = new Set(["db-setup"]);
+    // db-setup and migrate run once per `up` and exit: no health to check, nothing to restart.
+    const ONE_SHOT = new Set(["db-setup", "migrate"]);
 
     it("has no bind mounts but the backup directory", () => {
       for (const [name, service] of entries) {
@@ -119,8 +119,10 @@ describe("compose files", () => {
         "postgres_backup_password",
         "postgres_counter_password",
         "postgres_monitoring_password",
+        "postgres_owner_password",
         "postgres_password",
       ]);
+      expect(secretNames(services.migrate)).toEqual(["postgres_owner_password"]);
       expect(secretNames(services.cache)).toEqual(["redis_password"]);
       expect(secretNames(services.backup)).toEqual(["postgres_backup_password"]);
       for (const [name, service] of entries) {
@@ -181,6 +183,31 @@ describe("compose files", () => {
         )
         .map(([name]) => name);
       expect(superuserSecret.sort()).toEqual(["db", "db-setup"]);
+    });
+
+    it("lets no long-running service log in as the schema's owner", () => {
+      // Only the one-shots hold the owner's password: db-setup sets it, migrate uses it.
+      const ownerSecret = entries
+        .filter(([, service]) =>
+          (service.secrets as { source: string }[] | undefined)?.some(
+            (secret) => secret.source === "postgres_owner_password",
+          ),
+        )
+        .map(([name]) => name);
+      expect(ownerSecret.sort()).toEqual(["db-setup", "migrate"]);
+      for (const name of ownerSecret) expect(services[name]?.restart, name).toBe("no");
+      expect(services.migrate?.environment?.POSTGRES_USER).toBe("counter_owner");
+      expect(services.migrate?.environment?.POSTGRES_PASSWORD_FILE).toBe(
+        "/run/secrets/postgres_owner_password",
+      );
+    });
+
+    it("starts the counter only after the migrate job succeeded, with the counter's image", () => {
+      const counter = services.counter as Service & {
+        depends_on?: Record<string, { condition: string }>;
+      };
+      expect(counter.depends_on?.migrate?.condition).toBe("service_completed_successfully");
+      expect(services.migrate?.image).toBe(services.counter?.image);
     });
 
     it("gives only the frontend a network with a route out", () => {

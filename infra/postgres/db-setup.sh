@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The db-setup service (docker-compose.yml): once per `up`, after db is healthy, connects
-# as the PostgreSQL superuser and applies roles.sql (the counter, monitoring and backup
-# roles). Each password comes from NAME_FILE (a secret, production) or NAME (development),
-# and reaches psql through its environment only: never argv, never a log line.
+# as the PostgreSQL superuser and applies roles.sql (the counter, its schema's owner,
+# monitoring and backup roles). Each password comes from NAME_FILE (a secret, production)
+# or NAME (development), and reaches psql through its environment only: never argv,
+# never a log line.
 set -euo pipefail
 
 # Exports NAME from the file in NAME_FILE when that is set; refuses an empty value.
@@ -16,8 +17,8 @@ read_secret() {
   export "${name?}"
 }
 
-for name in POSTGRES_PASSWORD POSTGRES_COUNTER_PASSWORD POSTGRES_MONITORING_PASSWORD \
-  POSTGRES_BACKUP_PASSWORD; do
+for name in POSTGRES_PASSWORD POSTGRES_COUNTER_PASSWORD POSTGRES_OWNER_PASSWORD \
+  POSTGRES_MONITORING_PASSWORD POSTGRES_BACKUP_PASSWORD; do
   read_secret "$name"
 done
 # libpq reads the superuser's password from PGPASSWORD; over TCP, as any client would.
@@ -27,4 +28,4 @@ if ! psql --no-psqlrc --quiet --file=/usr/local/share/db-setup/roles.sql; then
   echo "db-setup: failed (as superuser $PGUSER on $PGHOST); see docs/TROUBLESHOOTING.md" >&2
   exit 1
 fi
-echo "db-setup: roles counter, monitoring and backup are up to date"
+echo "db-setup: roles counter, counter_owner, monitoring and backup are up to date"

@@ -20,6 +20,8 @@ const SERVICE_KEYS_TO_DROP = {
   depends_on: true,
   // Swarm restarts through deploy.restart_policy instead.
   restart: true,
+  // Compose's (the migrate job never pulls its image); Swarm pulls as its nodes need.
+  pull_policy: true,
 };
 
 /**
@@ -95,8 +97,10 @@ export function toStack(compose) {
         return { ...port, published: Number(port.published) };
       });
       if (!converted.ports) delete converted.ports;
-      // A one-shot (db-setup: `restart: "no"`, and `depends_on` is dropped) becomes a
-      // Swarm job: run until it has exited 0 once, retried while db is not up yet.
+      // A one-shot (db-setup, migrate: `restart: "no"`, and `depends_on` is dropped)
+      // becomes a Swarm job: run until it has exited 0 once, retried while db (or, for
+      // migrate, the roles) is not up yet. The counters start beside it and are not ready
+      // until the schema has the version they need (PostgresStore.checkSchema).
       if (service.restart === "no")
         converted.deploy = { ...service.deploy, mode: "replicated-job" };
       if (service.healthcheck)

@@ -14,22 +14,13 @@ const postgres = new PostgresStore(config, logger);
 const cache = new RedisCache(config, logger);
 const counter = new VisitCounter({ config, postgres, cache, logger });
 
-// Neither store has to be up for the app to start: the migration runs now or on first
-// use, and the cache is used once it answers.
-postgres
-  .ensureSchema()
-  .catch((error: unknown) => logger.warn({ err: error }, "postgres: migration deferred"));
-
-// STAND-IN for gates-migrate's `PostgresStore.checkSchema()` (issue 32's shared contract:
-// resolves when the schema is at least this build's and the counter row exists, else
-// throws with `code` SCHEMA_MISSING, SCHEMA_OUTDATED or COUNTER_ROW_MISSING). The lead
-// replaces this line with `() => postgres.checkSchema()` at the merge.
-const checkSchema = async (): Promise<void> => void (await postgres.read());
+// Neither store has to be up for the app to start: PostgreSQL is used once it answers
+// (its schema comes from the migrate job, never from here), the cache likewise.
 
 // Ready once PostgreSQL accepts the counter's role and holds the schema this build
 // needs; a failure is classified (postgres-errors.ts), logged once per change, and its
 // reason is /readyz's body. Redis is reported, but optional.
-const checks = { postgres: () => counter.health.check(checkSchema), redis: () => cache.ping() };
+const checks = { postgres: () => counter.health.check(() => postgres.checkSchema()), redis: () => cache.ping() };
 
 const app = createCounterApp({
   counter,

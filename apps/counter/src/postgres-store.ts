@@ -1,17 +1,13 @@
 import type { Logger } from "@app/server";
 import pg from "pg";
 import type { CounterConfig } from "./config.ts";
-import { MIGRATION } from "./schema.ts";
+import { checkSchema, SchemaError } from "./schema.ts";
 
 /** The number a visit got, and whether it is the answer to a retry (the key was counted before). */
 export interface Increment {
   count: number;
   replayed: boolean;
 }
-
-// What a lost database looks like to a statement (the volume was replaced, the data is
-// new): undefined_table, undefined_function.
-const SCHEMA_MISSING = new Set(["42P01", "42883"]);
 
 /**
  * The counter's only source of numbers: one row per counter in `visit_counts`. Every
@@ -23,13 +19,10 @@ const SCHEMA_MISSING = new Set(["42P01", "42883"]);
 export class PostgresStore {
   readonly pool: pg.Pool;
   readonly #config: CounterConfig;
-  readonly #logger: Logger;
-  #schemaReady: Promise<void> | undefined;
 
   constructor(config: CounterConfig, logger: Logger) {
     const timeoutMs = config.POSTGRES_TIMEOUT_MS;
     this.#config = config;
-    this.#logger = logger;
     this.pool = new pg.Pool({
       host: config.POSTGRES_HOST,
       port: config.POSTGRES_PORT,
@@ -52,19 +45,12 @@ export class PostgresStore {
   }
 
   /**
-   * Creates the tables and the function; once, and again after a statement found them
-   * gone. A failure is not remembered: the app starts while
-   * PostgreSQL is down and migrates on first use.
+   * Resolves when the database has the schema this build needs (at least its newest
+   * migration) and this counter's row; otherwise a SchemaError says what is missing.
+   * It only looks: the migrate job makes the schema, and nothing here re-creates it.
    */
-  ensureSchema(): Promise<void> {
-    this.#schemaReady ??= this.pool.query(MIGRATION).then(
-      () => this.#logger.info("postgres: schema ready"),
-      (error: unknown) => {
-        this.#schemaReady = undefined;
-        throw error;
-      },
-    );
-    return this.#schemaReady;
+  checkSchema(): Promise<void> {
+    return checkSchema(this.pool, this.#config.COUNTER_ID);
   }
 
   /**
@@ -114,11 +100,18 @@ export class PostgresStore {
   async read(): Promise<number> {
     const { rows } = await this.#query<{ count: string }>({
       name: "read_count",
-      // No row yet: nothing counted (the first batch creates it).
-      text: "SELECT coalesce(max(count), 0) AS count FROM visit_counts WHERE id = $1",
+      text: "SELECT count FROM visit_counts WHERE id = $1",
       values: [this.#config.COUNTER_ID],
     });
-    return Number(rows[0]?.count);
+    // No row is not "nothing counted yet": the migrate job creates it with the table, so
+    // its absence is a lost database, never answered as 0.
+    if (rows[0] === undefined) {
+      throw new SchemaError(
+        "COUNTER_ROW_MISSING",
+        `counter row missing: no row '${this.#config.COUNTER_ID}' in visit_counts`,
+      );
+    }
+    return Number(rows[0].count);
   }
 
   close(): Promise<void> {
@@ -126,21 +119,13 @@ export class PostgresStore {
   }
 
   /**
-   * One statement on a pooled connection, after the schema (pg-pool closes a connection
-   * whose statement failed). `query_timeout` overrides the pool's deadline.
+   * One statement on a pooled connection (pg-pool closes a connection whose statement
+   * failed). `query_timeout` overrides the pool's deadline. A missing table or function
+   * surfaces as PostgreSQL's own 42P01 / 42883, a missing row as P0002: the caller's 503.
    */
-  async #query<Row extends pg.QueryResultRow>(
+  #query<Row extends pg.QueryResultRow>(
     query: pg.QueryConfig & { query_timeout?: number },
   ): Promise<pg.QueryResult<Row>> {
-    await this.ensureSchema();
-    try {
-      return await this.pool.query<Row>(query);
-    } catch (error) {
-      if (SCHEMA_MISSING.has((error as { code?: string }).code ?? "")) {
-        this.#logger.warn({ err: error }, "postgres: schema missing; creating it again");
-        this.#schemaReady = undefined;
-      }
-      throw error;
-    }
+    return this.pool.query<Row>(query);
   }
 }

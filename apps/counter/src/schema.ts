@@ -1,106 +1,85 @@
-// The counter's schema: one script, applied by PostgresStore.ensureSchema() at start and
-// again whenever a statement finds the schema gone. Everything in it is idempotent, so it
-// also works on a volume made by an older version (whose `visit_counts` rows carry over).
-// Sent as one simple query: its statements run as one transaction.
+// What this build needs of the database, and the check that it is there. The schema itself
+// is made only by the migrate job (apps/counter/migrations, run by src/migrate.ts as the
+// owner role); the counter's runtime role cannot create or change it, and no code path
+// of the counter re-creates a table or the counter's row (docs/COUNTER.md, "Migrations").
+import type pg from "pg";
 
 /**
- * Counts a batch of visits: `anonymous` visits without a key, and one visit per key in
- * `keys` (distinct). One call is one statement in one transaction: one round trip.
- *
- * 1. Takes the counter's row lock, held until the commit: batches, from every replica,
- *    run one after another. No lock is waited for past `deadline` (the batch's, on the
- *    replica's clock), and a batch that gets the lock after it fails: one that its
- *    replica gave up on (a stalled connection delivers it late) is never counted.
- * 2. Deletes expired keys, oldest first, at most twice as many as the batch brings (at
- *    least 100): the table keeps up with any rate, and no statement grows with a backlog.
- * 3. Locks the rows of the keys that are still there: each was counted by an earlier
- *    batch, its visit is being retried and gets that number back. (Every deletion runs
- *    under the counter's row lock, so none can come between this look-up and step 4; the
- *    row locks keep it so for anyone else deleting keys.)
- * 4. The new visits get the next numbers: those without a key first, then the new keys
- *    in key order, each stored with its number; the row gets the new count.
- *
- * Returns one row per key (its number, and whether it was counted before) and one row
- * with a null key: the count after the batch. (Every replica creates it again at start:
- * a new version must change the arguments, making a new overload, or replicas of both
- * versions, side by side in a rolling update, would keep replacing each other's.)
+ * The newest migration this build's SQL relies on. A database that has run it (and any
+ * later one: an older build keeps serving after a newer migration, which only expands)
+ * is recent enough. Raise it with a migration the code starts to use.
  */
-const COUNT_VISITS = `
-CREATE OR REPLACE FUNCTION count_visits(
-  p_counter text, p_keys text[], p_anonymous integer, p_deadline timestamptz, p_key_ttl_seconds integer)
-RETURNS TABLE (key text, number bigint, replayed boolean)
-LANGUAGE plpgsql
--- Plan each statement for the table as it is now: a plan cached while visit_requests was
--- empty (a sequential scan) would be kept, and grow slower with every key stored.
-SET plan_cache_mode = force_custom_plan
-AS $fn$
--- Inside, "key" is always the column (the output column has the same name).
-#variable_conflict use_column
-DECLARE
-  before bigint;
-  added integer;
-BEGIN
-  -- (lock_timeout 0 would mean none: at least 1 ms.)
-  PERFORM set_config('lock_timeout',
-    greatest(1, ceil(extract(epoch FROM p_deadline - clock_timestamp()) * 1000))::int || 'ms', true);
-  SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
-  IF NOT FOUND THEN
-    -- A new counter (or its row deleted alone: it starts above every number its keys hold).
-    INSERT INTO visit_counts (id, count)
-      SELECT p_counter, coalesce(max(r.count), 0) FROM visit_requests AS r
-      WHERE r.counter_id = p_counter
-      ON CONFLICT (id) DO NOTHING;
-    SELECT v.count INTO before FROM visit_counts AS v WHERE v.id = p_counter FOR UPDATE;
-  END IF;
-  IF clock_timestamp() > p_deadline THEN
-    RAISE EXCEPTION 'batch past its deadline' USING ERRCODE = 'query_canceled';
-  END IF;
+export const REQUIRED_MIGRATION = "0001_baseline";
 
-  DELETE FROM visit_requests WHERE ctid IN (
-    SELECT ctid FROM visit_requests AS r
-    WHERE r.counter_id = p_counter AND r.created_at < now() - make_interval(secs => p_key_ttl_seconds)
-    ORDER BY r.created_at LIMIT greatest(100, 2 * cardinality(p_keys)));
+/** What is wrong with the database, for readiness and the error classes (postgres-errors.ts). */
+export type SchemaProblem = "SCHEMA_MISSING" | "SCHEMA_OUTDATED" | "COUNTER_ROW_MISSING";
 
-  RETURN QUERY
-    SELECT r.key, r.count, true FROM visit_requests AS r
-    WHERE r.counter_id = p_counter AND r.key = ANY (p_keys)
-    FOR UPDATE;
+/** A database this build cannot serve from; `code` says why, the message names what is missing. */
+export class SchemaError extends Error {
+  readonly code: SchemaProblem;
 
-  RETURN QUERY
-    INSERT INTO visit_requests AS r (counter_id, key, count)
-    SELECT p_counter, k, before + p_anonymous + row_number() OVER (ORDER BY k)
-    FROM unnest(p_keys) AS k
-    WHERE NOT EXISTS (SELECT 1 FROM visit_requests AS old WHERE old.counter_id = p_counter AND old.key = k)
-    RETURNING r.key, r.count, false;
-  GET DIAGNOSTICS added = ROW_COUNT;
+  constructor(code: SchemaProblem, message: string) {
+    super(message);
+    this.name = "SchemaError";
+    this.code = code;
+  }
+}
 
-  UPDATE visit_counts AS v SET count = before + p_anonymous + added WHERE v.id = p_counter;
-  RETURN QUERY SELECT NULL::text, before + p_anonymous + added, false;
-END
-$fn$`;
+// First whether the objects exist (a query that names a missing table fails to parse).
+const OBJECTS = `
+SELECT to_regclass('pgmigrations') IS NOT NULL AS versioned,
+       array_remove(ARRAY[
+         CASE WHEN to_regclass('visit_counts') IS NULL THEN 'table visit_counts' END,
+         CASE WHEN to_regclass('visit_requests') IS NULL THEN 'table visit_requests' END,
+         CASE WHEN to_regprocedure('count_visits(text, text[], integer, timestamptz, integer)') IS NULL
+              THEN 'function count_visits' END], NULL) AS missing`;
 
-/** Tables and index, created only where missing; then the function, always. */
-export const MIGRATION = `
--- Replicas starting together would race on CREATE TABLE: one at a time.
-SELECT pg_advisory_xact_lock(727001);
-DO $$ BEGIN
-  -- Only where something is missing: CREATE INDEX IF NOT EXISTS takes its table lock
-  -- before it looks, so on every start it would stall the visits in flight.
-  IF to_regclass('visit_counts') IS NULL OR to_regclass('visit_requests') IS NULL
-     OR to_regclass('visit_requests_age') IS NULL THEN
-    CREATE TABLE IF NOT EXISTS visit_counts (
-      id    text   PRIMARY KEY,
-      count bigint NOT NULL CHECK (count >= 0));
-    -- One row per Idempotency-Key: the number its visit got, so a retry gets it back.
-    CREATE TABLE IF NOT EXISTS visit_requests (
-      counter_id text        NOT NULL,
-      key        text        NOT NULL,
-      count      bigint      NOT NULL,
-      created_at timestamptz NOT NULL DEFAULT now(),
-      PRIMARY KEY (counter_id, key));
-    -- Expired keys are deleted oldest first.
-    CREATE INDEX IF NOT EXISTS visit_requests_age ON visit_requests (counter_id, created_at);
-  END IF;
-END $$;
--- Always: a new version may change the function (it locks no table).
-${COUNT_VISITS};`;
+const STATE = `
+SELECT EXISTS (SELECT FROM pgmigrations WHERE name = $1) AS migrated,
+       (SELECT name FROM pgmigrations ORDER BY run_on DESC, id DESC LIMIT 1) AS newest,
+       EXISTS (SELECT FROM visit_counts WHERE id = $2) AS has_row`;
+
+/**
+ * Resolves when the schema is at least REQUIRED_MIGRATION and `counterId`'s row exists;
+ * otherwise throws a SchemaError. Reads only (two catalog look-ups and two index probes):
+ * cheap enough for every readiness probe, and it takes no lock a migration would wait for.
+ */
+export async function checkSchema(
+  client: Pick<pg.Pool, "query">,
+  counterId: string,
+): Promise<void> {
+  const objects = await client.query<{ versioned: boolean; missing: string[] }>(OBJECTS);
+  const { versioned, missing } = objects.rows[0] ?? { versioned: false, missing: [] };
+  if (!versioned && missing.length === 3) {
+    throw new SchemaError(
+      "SCHEMA_MISSING",
+      "the database has no counter schema: the migrate job has not run on it (or it lost its data: infra/restore.sh)",
+    );
+  }
+  if (!versioned) {
+    throw new SchemaError(
+      "SCHEMA_OUTDATED",
+      `no pgmigrations table: the schema predates versioned migrations; run the migrate job (needs ${REQUIRED_MIGRATION})`,
+    );
+  }
+  if (missing.length > 0) {
+    throw new SchemaError("SCHEMA_MISSING", `missing from the database: ${missing.join(", ")}`);
+  }
+  const state = await client.query<{ migrated: boolean; newest: string | null; has_row: boolean }>(
+    STATE,
+    [REQUIRED_MIGRATION, counterId],
+  );
+  const { migrated, newest, has_row } = state.rows[0] ?? {};
+  if (!migrated) {
+    throw new SchemaError(
+      "SCHEMA_OUTDATED",
+      `migration ${REQUIRED_MIGRATION} has not run (newest applied: ${newest ?? "none"}); run the migrate job`,
+    );
+  }
+  if (!has_row) {
+    throw new SchemaError(
+      "COUNTER_ROW_MISSING",
+      `counter row missing: no row '${counterId}' in visit_counts (restore it: infra/restore.sh)`,
+    );
+  }
+}

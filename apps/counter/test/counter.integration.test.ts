@@ -1,6 +1,9 @@
+import pg from "pg";
 import request from "supertest";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  migrateDatabase,
+  OWNER_CREDENTIALS,
   type RedisContainer,
   type StoreContainer,
   startPostgres,
@@ -20,6 +23,18 @@ async function instance(options: { id: string; cacheTtlSeconds?: number; keyTtlS
   const created = await new CounterInstance({ postgres, redis, ...options }).start();
   instances.push(created);
   return created;
+}
+
+/** After a test dropped the tables: what an operator's restore would do, here a fresh schema. */
+async function restoreSchema() {
+  const owner = new pg.Client({ host: postgres.host, port: postgres.port, ...OWNER_CREDENTIALS });
+  await owner.connect();
+  try {
+    await owner.query("DROP TABLE pgmigrations");
+  } finally {
+    await owner.end();
+  }
+  expect(await migrateDatabase(postgres)).toEqual(["0001_baseline"]);
 }
 
 const redisCli = async (...args: string[]) => (await redis.exec(["redis-cli", ...args])).trim();
@@ -173,19 +188,59 @@ describe("visit counter with both stores up", () => {
     expect(postgresReads).toBeLessThanOrEqual(2 * (seconds / ttlSeconds + 1));
   });
 
-  it("PostgreSQL's data lost while the replica runs: the schema and row come back, counting goes on", async () => {
+  it("tables dropped while the replica runs: visits 503, not ready, nothing re-created", async () => {
     const id = uniqueId("data-lost");
     const created = await instance({ id });
     await created.counter.increment();
-    // What a new, empty data volume looks like to a running replica.
-    await created.postgres.pool.query(
-      "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
+    // Only the owner can (the counter's role may not: migrations.integration.test.ts).
+    const owner = new pg.Client({ host: postgres.host, port: postgres.port, ...OWNER_CREDENTIALS });
+    await owner.connect();
+    try {
+      await owner.query(
+        "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
+      );
+    } finally {
+      await owner.end();
+    }
+    for (let i = 0; i < 3; i++) {
+      const visit = await request(created.app).post("/visits");
+      expect(visit.status).toBe(503);
+    }
+    await expect(created.postgres.checkSchema()).rejects.toMatchObject({
+      code: "SCHEMA_MISSING",
+      message: expect.stringMatching(
+        /table visit_counts, table visit_requests, function count_visits/,
+      ),
+    });
+    expect((await request(created.app).get("/readyz")).status).toBe(503);
+    // Still gone: nothing on any path put them back.
+    const { rows } = await created.postgres.pool.query(
+      "SELECT to_regclass('visit_counts') AS counts, to_regclass('visit_requests') AS requests",
     );
-    const visit = async () => (await request(created.app).post("/visits")).status;
-    const tookMs = await until(visit, 200, 5_000);
-    console.info(`counting again ${tookMs} ms after the data was lost`);
-    expect(await created.postgresCount()).toBe(1);
-    expect((await request(created.app).get("/readyz")).status).toBe(200);
+    expect(rows).toEqual([{ counts: null, requests: null }]);
+    // The next test files start their own PostgreSQL; later tests here need the schema back.
+    await restoreSchema();
+  });
+
+  it("the counter row deleted: visits 503 with P0002, reads 503, the row is not re-created", async () => {
+    const id = uniqueId("row-lost");
+    const created = await instance({ id, cacheTtlSeconds: 2 });
+    await created.counter.increment();
+    await created.postgres.pool.query("DELETE FROM visit_counts WHERE id = $1", [id]);
+    await expect(created.postgres.countBatch([undefined], 1_000)).rejects.toMatchObject({
+      code: "P0002",
+      message: expect.stringMatching(/^counter row missing/),
+    });
+    expect((await request(created.app).post("/visits")).status).toBe(503);
+    await expect(created.postgres.read()).rejects.toMatchObject({ code: "COUNTER_ROW_MISSING" });
+    await expect(created.postgres.checkSchema()).rejects.toMatchObject({
+      code: "COUNTER_ROW_MISSING",
+    });
+    const { rows } = await created.postgres.pool.query(
+      "SELECT count(*)::int AS n FROM visit_counts WHERE id = $1",
+      [id],
+    );
+    expect(rows).toEqual([{ n: 0 }]);
   });
 
   it("1000 concurrent POST /visits over real sockets: all distinct, PostgreSQL +1000", async () => {
@@ -209,8 +264,8 @@ describe("visit counter with both stores up", () => {
   it("deletes expired keys in each batch, oldest first, twice as many as the batch brings", async () => {
     const id = uniqueId("expiry");
     const created = await instance({ id, keyTtlSeconds: 60 });
-    // A counter at 0 whose 1,250 keys (from an earlier life) have all expired.
-    await created.postgres.pool.query("INSERT INTO visit_counts (id, count) VALUES ($1, 0)", [id]);
+    // A counter at 0 (its row made by instance()) whose 1,250 keys, from an earlier
+    // life, have all expired.
     await created.postgres.pool.query(
       `INSERT INTO visit_requests (counter_id, key, count, created_at)
        SELECT $1, 'old-' || i, i, now() - interval '2 minutes' - i * interval '1 second'
@@ -237,13 +292,11 @@ describe("visit counter with both stores up", () => {
     expect(await left()).toBe(851); // 100 deleted, old-1250 stored again
   });
 
-  it("migrates an existing database: the count carries over, keys still replay", async () => {
+  it("a new replica on a database with rows: the count carries over, keys still replay", async () => {
     const id = uniqueId("upgrade");
-    // What the previous version left: its count and a key it remembered.
+    // What the previous replica left: its count and a key it remembered.
     const created = await instance({ id });
-    await created.postgres.pool.query("INSERT INTO visit_counts (id, count) VALUES ($1, 500)", [
-      id,
-    ]);
+    await created.postgres.pool.query("UPDATE visit_counts SET count = 500 WHERE id = $1", [id]);
     await created.postgres.pool.query(
       "INSERT INTO visit_requests (counter_id, key, count) VALUES ($1, 'kept', 480)",
       [id],
@@ -251,9 +304,6 @@ describe("visit counter with both stores up", () => {
     const upgraded = await instance({ id });
     expect(await upgraded.counter.increment()).toMatchObject({ count: 501, replayed: false });
     expect(await upgraded.counter.increment("kept")).toMatchObject({ count: 480, replayed: true });
-    // The row deleted alone: the counter starts again above every number a key holds.
-    await upgraded.postgres.pool.query("DELETE FROM visit_counts WHERE id = $1", [id]);
-    expect(await upgraded.counter.increment()).toMatchObject({ count: 481, replayed: false });
     const table = await upgraded.postgres.pool.query(
       "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'visit_counts' ORDER BY ordinal_position",
     );
@@ -277,8 +327,8 @@ describe("visit counter with both stores up", () => {
       await holder.query("UPDATE visit_counts SET count = count WHERE id = $1", [id]);
       const starting = new CounterInstance({ postgres, redis, id });
       instances.push(starting);
-      // The migration finds the schema in place and takes no lock on it.
-      await expect(starting.postgres.ensureSchema()).resolves.toBeUndefined();
+      // Its schema check only reads: it takes no lock the batch holds.
+      await expect(starting.postgres.checkSchema()).resolves.toBeUndefined();
     } finally {
       await holder.query("ROLLBACK");
       holder.release();

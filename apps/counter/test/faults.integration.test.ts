@@ -60,6 +60,11 @@ afterAll(async () => {
 });
 
 async function startReplicas(id: string, env: Record<string, string> = {}) {
+  // A new counter's row: replicas never create it (the migrate job made only "visits"'s).
+  await pool.query(
+    "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+    [id],
+  );
   for (let i = 0; i < 2; i++) {
     const replica = await CounterProcess.start({
       postgres,

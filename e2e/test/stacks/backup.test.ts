@@ -1,13 +1,13 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { copyFile, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually, makeTestPki } from "@app/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postgresCount } from "../support/compose.ts";
 import { TrustingClient } from "../support/https.ts";
-import { prepareProductionSecrets, productionStack } from "../support/production.ts";
+import { PROD_FILES, prepareProductionSecrets, productionStack } from "../support/production.ts";
 
 const run = promisify(execFile);
 
@@ -101,6 +101,155 @@ async function runningCounters(): Promise<number> {
 /** The copy of a backup "off the host", where neither retention nor a lost volume reach it. */
 let offHost = "";
 let backupCount = 0;
+
+/** psql in the db container as `user` (over its socket), one statement, unaligned rows. */
+async function sql(user: string, statement: string): Promise<string> {
+  const output = await stack.compose([
+    ...["exec", "-T", "db", "psql", `--username=${user}`, "--dbname=counter"],
+    ...["--no-psqlrc", "--tuples-only", "--no-align", "-v", "ON_ERROR_STOP=1"],
+    `--command=${statement}`,
+  ]);
+  return output.trim();
+}
+
+/** The migrate job's log lines (every run of its container, oldest first). */
+async function migrateLog(): Promise<string> {
+  return stack.compose(["logs", "--no-color", "migrate"]);
+}
+
+/** A counter replica's /readyz, from inside its container: status and body. */
+async function readiness(): Promise<string> {
+  return stack.compose([
+    ...["exec", "-T", "counter", "node", "-e"],
+    "fetch('http://127.0.0.1:' + process.env.PORT + '/readyz').then(async (r) => console.log(r.status, await r.text()))",
+  ]);
+}
+
+describe("the schema (the migrate job, apps/counter/migrations)", () => {
+  it("`up --wait` on an empty volume ran the migrations once; a second `up` has nothing to migrate", async () => {
+    expect(await sql("counter", "SELECT name FROM pgmigrations ORDER BY id")).toBe("0001_baseline");
+    expect(await migrateLog()).toMatch(/migrate: applied 0001_baseline/);
+    expect(await count()).toBe(0);
+    await stack.up();
+    const log = await migrateLog();
+    expect(log).toMatch(/migrate: nothing to migrate/);
+    expect(log.match(/migrate: applied/g)).toHaveLength(1);
+    expect(await sql("counter", "SELECT count(*) FROM pgmigrations")).toBe("1");
+    // The tables belong to the owner, and the counter's role cannot drop them.
+    expect(
+      await sql(
+        "counter",
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'visit_counts'",
+      ),
+    ).toBe("counter_owner");
+    await expect(sql("counter", "DROP TABLE visit_requests")).rejects.toThrow(
+      /must be owner of table visit_requests/,
+    );
+  });
+
+  it("a migration that fails halfway: rollout.sh stops before new counters, the old ones serve, the schema as before", {
+    timeout: 600_000,
+  }, async () => {
+    const migration = join(stack.directory, "apps/counter/migrations/0002_broken.sql");
+    await writeFile(
+      migration,
+      "-- Up Migration\nALTER TABLE visit_counts ADD COLUMN note text;\nSELECT 1 / 0;\n",
+    );
+    const before = (await stack.compose(["ps", "--quiet", "counter"])).trim().split("\n").sort();
+    try {
+      const rolled = await stack.script("infra/rollout.sh", ["counter"]);
+      const output = `${rolled.stdout}${rolled.stderr}`;
+      expect(rolled.code, output).toBe(1);
+      expect(output).toMatch(/division by zero/);
+      expect(output).toMatch(/failed while running the migrate job/);
+      expect(output).toMatch(/no new container was started, the old ones keep serving/);
+    } finally {
+      await rm(migration);
+    }
+    const after = (await stack.compose(["ps", "--all", "--quiet", "counter"]))
+      .trim()
+      .split("\n")
+      .sort();
+    expect(after).toEqual(before);
+    expect(await sql("counter", "SELECT name FROM pgmigrations ORDER BY id")).toBe("0001_baseline");
+    expect(
+      await sql(
+        "counter",
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+      ),
+    ).toBe("0");
+    const served = await setupVisit();
+    expect(served).toBeGreaterThan(0);
+  });
+
+  it("Ctrl-C during a migration: rollout.sh stops, nothing new is left, the migration is rolled back", {
+    timeout: 600_000,
+  }, async () => {
+    const migration = join(stack.directory, "apps/counter/migrations/0002_slow.sql");
+    await writeFile(
+      migration,
+      "-- Up Migration\nALTER TABLE visit_counts ADD COLUMN note text;\nSELECT pg_sleep(120);\n",
+    );
+    const before = (await stack.compose(["ps", "--all", "--quiet", "counter"])).trim();
+    let result: { code: number | null; output: string };
+    try {
+      // As a terminal runs it: its own process group, SIGINT to all of it once the slow
+      // migration is under way (the job logs each file it starts).
+      const child = spawn("bash", ["infra/rollout.sh", "counter"], {
+        cwd: stack.directory,
+        env: {
+          ...process.env,
+          ...stack.environment(),
+          COMPOSE_PROJECT_NAME: stack.name,
+          COMPOSE_FILE: [...PROD_FILES, CACHE_FILE].join(":"),
+        },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      let interrupted = false;
+      const collect = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (!interrupted && /MIGRATION 0002_slow \(UP\)/.test(output) && child.pid) {
+          interrupted = true;
+          process.kill(-child.pid, "SIGINT");
+        }
+      };
+      child.stdout.on("data", collect);
+      child.stderr.on("data", collect);
+      result = await new Promise((resolve) =>
+        child.on("close", (code) => resolve({ code, output })),
+      );
+    } finally {
+      await rm(migration);
+    }
+    expect(result.code, result.output).toBe(130);
+    expect(result.output).toMatch(/interrupted \(SIGINT\) while running the migrate job/);
+    expect(result.output).toMatch(/no new container was started, the old ones keep serving/);
+    expect((await stack.compose(["ps", "--all", "--quiet", "counter"])).trim()).toBe(before);
+    // The job's session ends (client_connection_check_interval), its transaction undone.
+    await eventually(async () => {
+      expect(
+        await sql(
+          "postgres",
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate'",
+        ),
+      ).toBe("0");
+    }, 30_000);
+    expect(await sql("counter", "SELECT count(*) FROM pgmigrations")).toBe("1");
+    expect(
+      await sql(
+        "counter",
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+      ),
+    ).toBe("0");
+    // No run container of the job is left either.
+    expect(
+      (await stack.compose(["ps", "--all", "--quiet", "migrate"])).trim().split("\n"),
+    ).toHaveLength(1);
+    expect(await setupVisit()).toBeGreaterThan(0);
+  });
+});
 
 describe("backups (infra/backup.sh, infra/restore.sh, the backup service)", () => {
   it("restores a backup into a database whose volume was deleted", {
@@ -242,6 +391,75 @@ describe("backups (infra/backup.sh, infra/restore.sh, the backup service)", () =
       backup,
     ]);
     expect(probes).toMatch(/newest: counter-\S+\.dump, \d+ s old \(limit 4 s\)/);
+  });
+
+  it("restores a backup made before versioned migrations: owner, history and count right", {
+    timeout: 600_000,
+  }, async () => {
+    // The database as the previous version left it: tables and function owned by the
+    // counter, no pgmigrations, the function that re-created a missing row.
+    const before = await setupVisit();
+    await sql(
+      "postgres",
+      `DROP TABLE pgmigrations;
+       ALTER TABLE visit_counts OWNER TO counter; ALTER TABLE visit_requests OWNER TO counter;
+       ALTER FUNCTION count_visits(text, text[], integer, timestamptz, integer) OWNER TO counter`,
+    );
+    const made = await stack.script("infra/backup.sh");
+    expect(made.code, made.stderr).toBe(0);
+    const name = made.stderr.match(/backup: (counter-\S+\.dump): \d+ bytes/)?.[1] as string;
+    const old = join(stack.directory, "before-migrations.dump");
+    await copyFile(join(backupDir, name), old);
+    // Put back as it was, then a newer state that the restore must replace.
+    await stack.script("infra/restore.sh", [offHost]);
+    await setupVisit();
+
+    const restored = await stack.script("infra/restore.sh", [old]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toMatch(/predates versioned migrations/);
+    expect(restored.stderr).toMatch(/db-setup and the migrate job ran/);
+    expect(await sql("counter", "SELECT name FROM pgmigrations ORDER BY id")).toBe("0001_baseline");
+    expect(
+      await sql(
+        "counter",
+        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname IN ('visit_counts', 'visit_requests')",
+      ),
+    ).toBe("counter_owner");
+    expect(
+      await sql(
+        "counter",
+        "SELECT prosrc LIKE '%counter row missing%' FROM pg_proc WHERE proname = 'count_visits'",
+      ),
+    ).toBe("t");
+    expect(await count()).toBe(before);
+    expect(await visit()).toBe(before + 1);
+  });
+
+  it("tables dropped at runtime: visits 503, not ready, nothing re-created; restore.sh brings them back", {
+    timeout: 600_000,
+  }, async () => {
+    await setupVisit();
+    await sql(
+      "counter_owner",
+      "DROP TABLE visit_counts, visit_requests; DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
+    );
+    for (let i = 0; i < 3; i++) {
+      const res = await client.fetch(`${url}/api/visits`, { method: "POST" });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ error: expect.stringMatching(/unavailable/) });
+    }
+    expect(await readiness()).toMatch(/^503 .*visit_counts/);
+    expect(
+      await sql(
+        "counter",
+        "SELECT to_regclass('visit_counts') IS NULL AND to_regclass('visit_requests') IS NULL",
+      ),
+    ).toBe("t");
+    // The way back is a restore (here the first test's backup, without its later visits).
+    const restored = await stack.script("infra/restore.sh", [offHost]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await count()).toBe(backupCount);
+    expect(await visit()).toBe(backupCount + 1);
   });
 });
 

@@ -101,6 +101,8 @@ describe.runIf(enabled)("production stack on Docker Swarm", () => {
       // A job (the roles, infra/postgres): done once, nothing left running.
       [`${stackName}_db-setup`]: expect.stringMatching(/\(1\/1 completed\)$/),
       [`${stackName}_frontend`]: "1/1",
+      // A job too: the counter's migrations (apps/counter/migrations), once.
+      [`${stackName}_migrate`]: expect.stringMatching(/\(1\/1 completed\)$/),
     });
   });
 

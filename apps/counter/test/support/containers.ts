@@ -2,9 +2,12 @@ import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { createLogger, type Logger } from "@app/server";
 import { freePort } from "@app/test-support";
 import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
+import { migrate } from "../../src/migrations.ts";
 
 const run = promisify(execFile);
 
@@ -12,11 +15,21 @@ const run = promisify(execFile);
 const POSTGRES_IMAGE = process.env.POSTGRES_IMAGE ?? "postgres:17";
 const REDIS_IMAGE = process.env.REDIS_IMAGE ?? "redis:8";
 
+/** The counter's runtime role, as the stack's counter logs in (DML only). */
 export const POSTGRES_CREDENTIALS = {
   user: "counter",
   password: "test-password",
   database: "counter",
 };
+/** The schema's owner, as the migrate job logs in. */
+export const OWNER_CREDENTIALS = {
+  user: "counter_owner",
+  password: "test-owner-password",
+  database: "counter",
+};
+// The image's superuser, which sets up the roles (db-setup's part).
+const SUPERUSER = "postgres";
+const ROLES_SQL = fileURLToPath(new URL("../../../../infra/postgres/roles.sql", import.meta.url));
 
 /** The counter's variables for these containers, as compose sets them for the stack. */
 export function counterEnv(stores: {
@@ -116,16 +129,23 @@ export class StoreContainer {
 }
 
 // Over TCP: the image's init phase runs a socket-only server that must not count as ready.
-const POSTGRES_READY = ["pg_isready", "-h", "127.0.0.1", "-U", "counter", "-d", "counter"];
+const POSTGRES_READY = ["pg_isready", "-h", "127.0.0.1", "-U", SUPERUSER, "-d", "counter"];
 
-export async function startPostgres(): Promise<StoreContainer> {
+/**
+ * PostgreSQL as the stack sets it up: the superuser applies infra/postgres/roles.sql (as
+ * db-setup does), then, unless `migrate: false`, the migrations run as the owner (as the
+ * migrate job does), which creates the row of counter "visits". Other counters' rows:
+ * `createCounterRow`.
+ */
+export async function startPostgres(options: { migrate?: boolean } = {}): Promise<StoreContainer> {
   const port = await freePort();
   const container = await new GenericContainer(POSTGRES_IMAGE)
     .withEnvironment({
-      POSTGRES_USER: POSTGRES_CREDENTIALS.user,
-      POSTGRES_PASSWORD: POSTGRES_CREDENTIALS.password,
+      POSTGRES_USER: SUPERUSER,
+      POSTGRES_PASSWORD: "test-superuser-password",
       POSTGRES_DB: POSTGRES_CREDENTIALS.database,
     })
+    .withCopyFilesToContainer([{ source: ROLES_SQL, target: "/roles.sql" }])
     .withExposedPorts({ container: 5432, host: port })
     .withHealthCheck({
       test: ["CMD", ...POSTGRES_READY],
@@ -136,7 +156,90 @@ export async function startPostgres(): Promise<StoreContainer> {
     .withWaitStrategy(Wait.forHealthCheck())
     .withStartupTimeout(60_000)
     .start();
-  return new StoreContainer(container, port, POSTGRES_READY);
+  const store = new StoreContainer(container, port, POSTGRES_READY);
+  await applyRoles(store);
+  if (options.migrate !== false) await migrateDatabase(store);
+  return store;
+}
+
+/**
+ * db-setup's step: roles.sql as the superuser (over the socket, trusted inside the image),
+ * for `database` (default: the counter's; another one is created first where missing).
+ */
+export async function applyRoles(
+  postgres: StoreContainer,
+  database = POSTGRES_CREDENTIALS.database,
+): Promise<void> {
+  if (database !== POSTGRES_CREDENTIALS.database) {
+    const exists = await superuserSql(
+      postgres,
+      `SELECT 1 FROM pg_database WHERE datname = '${database}'`,
+    );
+    if (!/\(1 row\)/.test(exists)) await superuserSql(postgres, `CREATE DATABASE "${database}"`);
+  }
+  const { output, exitCode } = await postgres.container.exec(
+    ["psql", "--no-psqlrc", "--quiet", "-U", SUPERUSER, "-d", "postgres", "-f", "/roles.sql"],
+    {
+      env: {
+        POSTGRES_COUNTER_PASSWORD: POSTGRES_CREDENTIALS.password,
+        POSTGRES_OWNER_PASSWORD: OWNER_CREDENTIALS.password,
+        POSTGRES_MONITORING_PASSWORD: "test-monitoring-password",
+        POSTGRES_BACKUP_PASSWORD: "test-backup-password",
+        POSTGRES_DB: database,
+      },
+    },
+  );
+  if (exitCode !== 0) throw new Error(`roles.sql exited ${exitCode}: ${output}`);
+}
+
+/** The migrate job's step, programmatically: returns the migrations it applied. */
+export function migrateDatabase(
+  postgres: StoreContainer,
+  options: {
+    counterId?: string;
+    dir?: string;
+    lockTimeoutMs?: number;
+    attempts?: number;
+    database?: string;
+    logger?: Logger;
+  } = {},
+): Promise<string[]> {
+  return migrate({
+    connection: {
+      host: postgres.host,
+      port: postgres.port,
+      ...OWNER_CREDENTIALS,
+      database: options.database ?? OWNER_CREDENTIALS.database,
+    },
+    counterId: options.counterId ?? "visits",
+    lockTimeoutMs: options.lockTimeoutMs ?? 2_000,
+    attempts: options.attempts ?? 3,
+    logger: options.logger ?? testLogger("migrate-test"),
+    ...(options.dir === undefined ? {} : { dir: options.dir }),
+  });
+}
+
+export const testLogger = (name: string): Logger =>
+  createLogger({ name, level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+/** Runs SQL inside the container as the superuser (psql -c), e.g. the old schema. */
+export async function superuserSql(
+  postgres: StoreContainer,
+  sql: string,
+  database = POSTGRES_CREDENTIALS.database,
+): Promise<string> {
+  return postgres.exec([
+    "psql",
+    "--no-psqlrc",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-U",
+    SUPERUSER,
+    "-d",
+    database,
+    "-c",
+    sql,
+  ]);
 }
 
 /** Redis as the stack runs it, a cache without persistence, plus a snapshot on demand. */

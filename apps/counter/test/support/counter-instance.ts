@@ -27,6 +27,7 @@ export class CounterInstance {
   readonly counter: VisitCounter;
   readonly app: ReturnType<typeof createCounterApp>;
   readonly cacheKey: string;
+  readonly id: string;
   #server: Server | undefined;
 
   constructor(options: InstanceOptions) {
@@ -34,6 +35,7 @@ export class CounterInstance {
       name: "counter-test",
       level: process.env.TEST_LOG_LEVEL ?? "silent",
     });
+    this.id = options.id;
     this.cacheKey = `cached-count:${options.id}`;
     const config = loadCounterConfig({
       ...counterEnv(options),
@@ -55,9 +57,16 @@ export class CounterInstance {
     });
   }
 
-  /** Connects like main.ts, and waits until the cache is in use. */
+  /**
+   * Connects like main.ts, and waits until the cache is in use. The counter's row is
+   * created first, where missing: a new counter id on a migrated database, as an
+   * operator adds one (the migrate job creates only COUNTER_ID's, with the tables).
+   */
   async start(): Promise<this> {
-    await this.postgres.ensureSchema();
+    await this.postgres.pool.query(
+      "INSERT INTO visit_counts (id, count) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+      [this.id],
+    );
     await eventually(() => this.cache.ping(), 10_000, 50);
     return this;
   }
