@@ -16,11 +16,13 @@ const counter = new VisitCounter({ config, postgres, cache, logger });
 
 // Neither store has to be up for the app to start: PostgreSQL is used once it answers
 // (its schema comes from the migrate job, never from here), the cache likewise.
-
 // Ready once PostgreSQL accepts the counter's role and holds the schema this build
 // needs; a failure is classified (postgres-errors.ts), logged once per change, and its
 // reason is /readyz's body. Redis is reported, but optional.
-const checks = { postgres: () => counter.health.check(() => postgres.checkSchema()), redis: () => cache.ping() };
+const checks = {
+  postgres: () => counter.health.check(() => postgres.checkSchema()),
+  redis: () => cache.ping(),
+};
 
 const app = createCounterApp({
   counter,
