@@ -44,6 +44,7 @@ describe("the environment of a stack under test", () => {
       "db",
       "db-setup",
       "frontend",
+      "migrate",
     ]);
     expect(config.services.counter?.image).toBe(`visit-counter/counter:${project.name}`);
     expect(config.services.frontend?.environment).toMatchObject({
