@@ -10,6 +10,25 @@ import {
 } from "@app/config";
 import { z } from "zod";
 
+/** A counter's id: its row in visit_counts (the migrate job creates the first one). */
+export const counterId = z
+  .string()
+  .regex(/^[\w:.-]{1,64}$/, "letters, digits, _ : . - only")
+  .default("visits");
+
+/**
+ * Where PostgreSQL is and whom to log in as, by the names the postgres image uses, so one
+ * .env (or secret) serves both: the counter as its runtime role, the migrate job as the
+ * schema's owner (infra/postgres/roles.sql).
+ */
+export const postgresConnection = (user: "counter" | "counter_owner") => ({
+  POSTGRES_HOST: z.string().min(1).default("localhost"),
+  POSTGRES_PORT: port(5432),
+  POSTGRES_USER: z.string().min(1).default(user),
+  POSTGRES_PASSWORD: z.string().min(1),
+  POSTGRES_DB: z.string().min(1).default("counter"),
+});
+
 export const counterConfigSchema = z
   .object({
     PORT: port(3002),
@@ -20,17 +39,8 @@ export const counterConfigSchema = z
     SHUTDOWN_DELAY_MS: shutdownDelayMs,
 
     /** Which counter this instance serves: its PostgreSQL row id, and `cached-count:<id>` in Redis. */
-    COUNTER_ID: z
-      .string()
-      .regex(/^[\w:.-]{1,64}$/, "letters, digits, _ : . - only")
-      .default("visits"),
-
-    // The same names the postgres image uses, so one .env (or secret) serves both.
-    POSTGRES_HOST: z.string().min(1).default("localhost"),
-    POSTGRES_PORT: port(5432),
-    POSTGRES_USER: z.string().min(1).default("counter"),
-    POSTGRES_PASSWORD: z.string().min(1),
-    POSTGRES_DB: z.string().min(1).default("counter"),
+    COUNTER_ID: counterId,
+    ...postgresConnection("counter"),
 
     REDIS_URL: z.url({ protocol: /^rediss?$/ }).default("redis://localhost:6379"),
     REDIS_PASSWORD: z.string().optional(),

@@ -1,23 +1,18 @@
 // The migrate job (the `migrate` compose service, infra/rollout.sh before new replicas):
 // applies apps/counter/migrations as the owner role, then exits 0, or 1 with the reason.
 //   node dist/migrate.js         (the production image; src/migrate.ts with tsx)
-import { loadConfig, loadConfigOrExit, logLevel, port, positiveDuration } from "@app/config";
+import { loadConfig, loadConfigOrExit, logLevel, positiveDuration } from "@app/config";
 import { createLogger } from "@app/server";
 import { z } from "zod";
+import { counterId, postgresConnection } from "./config.ts";
 import { migrate } from "./migrations.ts";
 
 const migrateConfigSchema = z.object({
   LOG_LEVEL: logLevel,
-  COUNTER_ID: z
-    .string()
-    .regex(/^[\w:.-]{1,64}$/, "letters, digits, _ : . - only")
-    .default("visits"),
-  POSTGRES_HOST: z.string().min(1).default("localhost"),
-  POSTGRES_PORT: port(5432),
-  // The owner of the schema (infra/postgres/roles.sql), not the counter's runtime role.
-  POSTGRES_USER: z.string().min(1).default("counter_owner"),
-  POSTGRES_PASSWORD: z.string().min(1),
-  POSTGRES_DB: z.string().min(1).default("counter"),
+  // The row the first migration creates.
+  COUNTER_ID: counterId,
+  // As the owner of the schema, not the counter's runtime role.
+  ...postgresConnection("counter_owner"),
   /** The longest a statement waits for a lock that visits hold before the run is retried. */
   MIGRATION_LOCK_TIMEOUT_MS: positiveDuration("milliseconds", 2_000),
   MIGRATION_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../support/compose.ts";
 import { loopbackClient, productionStack } from "../support/production.ts";
-import { codeBlocks, normalize, section } from "../support/readme.ts";
+import { codeBlocks, normalize, parseSection, section } from "../support/readme.ts";
 
 // The README's production block, copied from the README and run verbatim in a clean copy
 // of the repository, as on a first server: its placeholder host (example.com) replaced by a
@@ -20,31 +20,6 @@ const { stack, httpPort, httpsPort } = await productionStack();
 let readme: { setup: string[]; examples: { command: string; output: string }[] };
 let backupDir: string;
 
-/** The README's Production section: its ```sh lines (comments dropped) and ```console examples. */
-function parseProduction(markdown: string) {
-  const setup: string[] = [];
-  const examples: { command: string; output: string }[] = [];
-  for (const block of codeBlocks(section(markdown, "Production"))) {
-    const lines = block.text.replace(/\n$/, "").split("\n");
-    if (block.lang === "sh") {
-      for (const line of lines) {
-        const command = line.replace(/\s+#.*$/, "").trim();
-        if (command !== "") setup.push(command);
-      }
-    } else if (block.lang === "console") {
-      for (const line of lines) {
-        if (line.startsWith("$ ")) examples.push({ command: line.slice(2), output: "" });
-        else {
-          const last = examples.at(-1);
-          if (!last) throw new Error(`output before any command: ${line}`);
-          last.output += `${line}\n`;
-        }
-      }
-    }
-  }
-  return { setup, examples };
-}
-
 /** The README's example.com, on its default ports, as this run's name on its free ports. */
 const localize = (text: string) =>
   text
@@ -53,7 +28,7 @@ const localize = (text: string) =>
     .replaceAll("example.com", NAME);
 
 beforeAll(async () => {
-  readme = parseProduction(await readFile(join(REPO_ROOT, "README.md"), "utf8"));
+  readme = parseSection(await readFile(join(REPO_ROOT, "README.md"), "utf8"), "Production");
   await stack.prepare();
   // An absolute directory other than the default ./backups, as on a server.
   backupDir = join(stack.directory, "srv/backups");

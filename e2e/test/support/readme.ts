@@ -37,17 +37,23 @@ export function codeBlocks(markdown: string): { lang: string; text: string }[] {
   }));
 }
 
-export function parseQuickStart(readme: string): QuickStart {
-  const text = section(readme, "Quick start");
+/**
+ * A section's commands: the lines of its ```sh blocks, comments dropped, and the
+ * `$ command` lines of its ```console blocks, each with the output shown below it.
+ */
+export function parseSection(
+  markdown: string,
+  heading: string,
+): { setup: string[]; examples: Example[] } {
   const setup: string[] = [];
   const examples: Example[] = [];
-  for (const block of codeBlocks(text)) {
+  for (const block of codeBlocks(section(markdown, heading))) {
     const lines = block.text.replace(/\n$/, "").split("\n");
     if (block.lang === "sh") {
       for (const line of lines) {
         // A shell comment: `#` after a space, outside the quoted text these lines hold none of.
         const command = line.replace(/\s+#.*$/, "").trim();
-        if (command !== "" && !command.startsWith("git clone ")) setup.push(command);
+        if (command !== "") setup.push(command);
       }
     } else if (block.lang === "console") {
       for (const line of lines) {
@@ -60,10 +66,20 @@ export function parseQuickStart(readme: string): QuickStart {
       }
     }
   }
+  return { setup, examples };
+}
+
+export function parseQuickStart(readme: string): QuickStart {
+  const text = section(readme, "Quick start");
+  const { setup, examples } = parseSection(readme, "Quick start");
   // Quoted in prose, where a line break may fall inside the quote.
   const quote = text.replace(/\s+/g, " ").match(/"(This page has been visited \d+ times)"/);
   if (!quote?.[1]) throw new Error('no quoted "This page has been visited N times"');
-  return { setup, examples, pageText: quote[1] };
+  return {
+    setup: setup.filter((command) => !command.startsWith("git clone ")),
+    examples,
+    pageText: quote[1],
+  };
 }
 
 /**
