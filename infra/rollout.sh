@@ -233,6 +233,8 @@ roll() {
     phase=migrate step="running the migrate job (apps/counter/migrations) before new counters"
     log "$service: running the migrate job"
     docker compose run --rm --no-deps --no-TTY migrate
+    # Committed: a signal from here on is no longer the job's.
+    phase=""
   fi
 
   if [[ "$service" == frontend ]] || ((count == 0)); then

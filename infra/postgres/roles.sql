@@ -49,6 +49,9 @@ GRANT pg_read_all_data TO backup;
 -- TRUNCATE them, nor make new ones. Since PostgreSQL 15 nobody but the database owner
 -- may create in the public schema: the owner may, in the app database only.
 GRANT CONNECT ON DATABASE :"app_database" TO counter, counter_owner;
+-- No temporary tables either (PUBLIC may make them by default; older versions of this
+-- file granted it to counter): the counter's queries need none.
+REVOKE TEMPORARY ON DATABASE :"app_database" FROM PUBLIC, counter;
 \connect :"app_database"
 GRANT USAGE, CREATE ON SCHEMA public TO counter_owner;
 GRANT USAGE ON SCHEMA public TO counter;
@@ -63,6 +66,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO counter;
 -- ...and on what the migrations create later (the default for objects counter_owner creates).
 ALTER DEFAULT PRIVILEGES FOR ROLE counter_owner IN SCHEMA public
   GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO counter;
+-- A serial or identity column's sequence: an INSERT needs USAGE on it.
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO counter;
+ALTER DEFAULT PRIVILEGES FOR ROLE counter_owner IN SCHEMA public
+  GRANT USAGE ON SEQUENCES TO counter;
 -- Functions are executable by PUBLIC unless revoked: count_visits by the counter only.
 ALTER DEFAULT PRIVILEGES FOR ROLE counter_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES FOR ROLE counter_owner IN SCHEMA public

@@ -3,7 +3,7 @@ import * as metrics from "./metrics.ts";
 
 /**
  * What went wrong with PostgreSQL, in words a client may read: the class names the
- * failure, never its detail (a role, a host, a table). The first five cannot heal by
+ * failure, never its detail (a role, a host, a table). The first six cannot heal by
  * waiting: someone has to act (fix a password, restore a volume, run the migration).
  */
 export const PERMANENT_CLASSES = [
@@ -12,6 +12,7 @@ export const PERMANENT_CLASSES = [
   "schema missing",
   "schema older than this build needs",
   "counter row missing",
+  "database permission denied",
 ] as const;
 /** Everything else: PostgreSQL is down, restarting, unreachable or slow; waited out. */
 export const TRANSIENT_CLASS = "PostgreSQL did not answer";
@@ -35,6 +36,9 @@ const PERMANENT_BY_CODE: Record<string, (typeof PERMANENT_CLASSES)[number]> = {
   SCHEMA_OUTDATED: "schema older than this build needs",
   P0002: "counter row missing", // no_data_found, raised by count_visits
   COUNTER_ROW_MISSING: "counter row missing",
+  // insufficient_privilege: a grant the runtime role lacks (a migration's new table or
+  // sequence outside infra/postgres/roles.sql's default privileges); only a grant heals it.
+  "42501": "database permission denied",
 };
 
 /**

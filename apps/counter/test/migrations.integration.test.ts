@@ -302,6 +302,7 @@ describe("the counter's role", () => {
       "ALTER TABLE visit_counts ADD COLUMN x int",
       "TRUNCATE visit_requests",
       "CREATE TABLE intruder (id int)",
+      "CREATE TEMP TABLE intruder (id int)",
       "DROP FUNCTION count_visits(text, text[], integer, timestamptz, integer)",
       "DELETE FROM pgmigrations",
       "INSERT INTO pgmigrations (name, run_on) VALUES ('0002_fake', now())",
@@ -317,5 +318,13 @@ describe("the counter's role", () => {
       "SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'visit_counts'",
     );
     expect(owner.rows).toEqual([{ owner: "counter_owner" }]);
+    // What a later migration creates, the counter may use (roles.sql's default
+    // privileges): a table and its serial column's sequence.
+    await ownerQuery(database, "CREATE TABLE later (id serial PRIMARY KEY, note text)");
+    await expect(
+      counter.query("INSERT INTO later (note) VALUES ('x') RETURNING id"),
+    ).resolves.toMatchObject({
+      rows: [{ id: 1 }],
+    });
   });
 });

@@ -58,6 +58,7 @@ describe("classifyPostgresError", () => {
     ["42P01", 'relation "visit_counts" does not exist', "schema missing"],
     ["42883", "function count_visits(text) does not exist", "schema missing"],
     ["P0002", "counter row missing: default", "counter row missing"],
+    ["42501", "permission denied for sequence t_id_seq", "database permission denied"],
   ])("SQLSTATE %s (%s) is permanent: %s", (code, message, reason) => {
     expect(classifyPostgresError(databaseError(code, message))).toEqual({
       reason,
