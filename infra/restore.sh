@@ -148,14 +148,6 @@ fi
 
 # --- 3. Restore, in one transaction. ---
 step=$EPOCHREALTIME
-# A backup without the migrations' table would leave today's in place (--clean drops
-# only what the file holds), recording migrations its schema never had. Dropped first:
-# the migrate job below then applies them all, and the baseline accepts the restored
-# tables, so this is safe even if the restore then fails.
-if ! grep -Eq ' TABLE public pgmigrations ' <<<"$toc"; then
-  in_db 'psql --no-psqlrc --quiet --command="DROP TABLE IF EXISTS pgmigrations"' >/dev/null
-  log "$file predates versioned migrations: the migrate job will record them"
-fi
 # $PGDATABASE is the container's (single quotes: expanded there).
 # shellcheck disable=SC2016
 if ! output=$(in_db 'pg_restore --single-transaction --clean --if-exists --dbname="$PGDATABASE"' <"$file" 2>&1); then
@@ -163,6 +155,17 @@ if ! output=$(in_db 'pg_restore --single-transaction --clean --if-exists --dbnam
 fi
 trap - EXIT
 log "restored $file into the database in $(since "$step") s (one transaction)"
+# A backup without the migrations' table leaves today's in place (--clean drops only what
+# the file holds), recording migrations its schema never had. Dropped once the restore
+# has committed (before, a failed restore would leave today's schema without its record,
+# which no counter accepts): the migrate job below then applies them all, and the
+# baseline accepts the restored tables.
+if ! grep -Eq ' TABLE public pgmigrations ' <<<"$toc"; then
+  if ! in_db 'psql --no-psqlrc --quiet --command="DROP TABLE IF EXISTS pgmigrations"' >/dev/null; then
+    die "restored, but the migrations' record of the schema it replaced could not be dropped, so the counters stay stopped: drop the table pgmigrations, then run this again"
+  fi
+  log "$file predates versioned migrations: the migrate job will record them"
+fi
 # The roles and grants (REASSIGN OWNED: the dump's owner may be counter), then the schema
 # up to this build's migrations. --no-deps: db is running, the counters stay stopped.
 step=$EPOCHREALTIME

@@ -1,4 +1,4 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ComposeProject, REPO_ROOT } from "./support/compose.ts";
@@ -300,5 +300,30 @@ describe("compose files", () => {
         /set TRUSTED_PROXIES to the load balancer's addresses or CIDRs/,
       );
     });
+  });
+});
+
+describe("the development counter's own settings (apps/counter/.env.local)", () => {
+  it("reach the migrate job too, for its COUNTER_ID, but not its login", async () => {
+    const project = await new ComposeProject({
+      files: ["docker-compose.yml", "docker-compose.override.yml"],
+      copyRepo: true,
+    }).prepare();
+    try {
+      await writeFile(
+        join(project.directory, "apps/counter/.env.local"),
+        "COUNTER_ID=shop\nPOSTGRES_USER=counter\n",
+      );
+      const { services } = JSON.parse(await project.compose(["config", "--format", "json"])) as {
+        services: Record<string, Service>;
+      };
+      expect(services.counter?.environment).toMatchObject({ COUNTER_ID: "shop" });
+      // The row the first migration creates is the one the counter counts in...
+      expect(services.migrate?.environment).toMatchObject({ COUNTER_ID: "shop" });
+      // ...and the job still logs in as the schema's owner.
+      expect(services.migrate?.environment?.POSTGRES_USER).toBe("counter_owner");
+    } finally {
+      await rm(project.directory, { recursive: true, force: true });
+    }
   });
 });
