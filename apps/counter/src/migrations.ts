@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "@app/server";
 import { runner } from "node-pg-migrate";
-import type pg from "pg";
+import pg from "pg";
 
 /** apps/counter/migrations, from src/ (tsx, tests) and dist/ (the image) alike. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../migrations", import.meta.url));
@@ -34,6 +34,39 @@ const LOCK_NOT_AVAILABLE = "55P03";
  * that times out is rolled back and tried again after a pause, so the visits pass first.
  */
 export async function migrate(options: MigrateOptions): Promise<string[]> {
+  try {
+    return await migrateWithRetries(options);
+  } finally {
+    await protectRecord(options.connection).catch((error: unknown) =>
+      options.logger.error(
+        { err: error },
+        "migrate: could not revoke the counter's writes on pgmigrations",
+      ),
+    );
+  }
+}
+
+/**
+ * node-pg-migrate creates pgmigrations before its transaction begins, so roles.sql's
+ * default privileges give the runtime role DML on it at once, and a baseline that rolls
+ * back (it revokes them) would leave them. Revoked here, after every run, on the
+ * owner's own connection: the counter may read the record, never write it.
+ */
+async function protectRecord(connection: MigrateOptions["connection"]): Promise<void> {
+  const client = new pg.Client({ ...connection, application_name: "migrate" });
+  await client.connect();
+  try {
+    await client.query(`DO $$ BEGIN
+      IF to_regclass('pgmigrations') IS NOT NULL THEN
+        REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON pgmigrations FROM counter;
+      END IF;
+    END $$`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function migrateWithRetries(options: MigrateOptions): Promise<string[]> {
   const { logger } = options;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -192,6 +192,20 @@ describe("the migrate job", () => {
     expect(columns.rows.map((row) => row.column_name)).toEqual(["id", "count"]);
   });
 
+  it("a first run that fails leaves the counter no write on the migrations' record", async () => {
+    // node-pg-migrate makes pgmigrations before its transaction: the default privileges
+    // grant the counter DML on it, and the baseline's REVOKE rolls back with the run.
+    const database = await freshDatabase();
+    const dir = await migrationsWith({ "0002_broken.sql": "-- Up Migration\nSELECT 1 / 0;\n" });
+    await expect(migrateDatabase(postgres, { database, dir })).rejects.toMatchObject({
+      code: "22012",
+    });
+    const counter = await asCounter(database);
+    await expect(
+      counter.query("INSERT INTO pgmigrations (name, run_on) VALUES ('0001_baseline', now())"),
+    ).rejects.toMatchObject({ code: "42501" });
+  });
+
   it("a migration does not queue behind a visit: it times out on the lock, rolls back, and is retried", async () => {
     const database = await freshDatabase();
     await migrateDatabase(postgres, { database });
