@@ -14,7 +14,8 @@
 #    that fails is refused, and nothing has been touched.
 # 2. Stops the counter replicas: no visit is counted, and no count cached, during the
 #    restore (Nginx answers /api/visits with a JSON error meanwhile).
-# 3. Restores as the superuser in one transaction (--single-transaction --clean
+# 3. Runs db-setup (the roles the backup's objects belong to), then restores as the
+#    superuser in one transaction (--single-transaction --clean
 #    --if-exists): the database holds either the backup or, if anything fails, what it
 #    held before (then the counters are started again, and it exits 1).
 #    Then db-setup and the migrate job run, as on every `up`: a backup made before the
@@ -148,6 +149,11 @@ fi
 
 # --- 3. Restore, in one transaction. ---
 step=$EPOCHREALTIME
+# The roles the backup's objects belong to must exist first: on a new volume (a lost disk,
+# the database started alone) nothing has made them yet. db-setup changes no table.
+if ! output=$(docker compose run --rm --no-deps --no-TTY db-setup 2>&1); then
+  die "db-setup failed, so nothing was restored: ${output##*$'\n'}"
+fi
 # $PGDATABASE is the container's (single quotes: expanded there).
 # shellcheck disable=SC2016
 if ! output=$(in_db 'pg_restore --single-transaction --clean --if-exists --dbname="$PGDATABASE"' <"$file" 2>&1); then
