@@ -41,7 +41,9 @@ try {
     applied.length ? `migrate: applied ${applied.join(", ")}` : "migrate: nothing to migrate",
   );
 } catch (error) {
-  // The transaction was rolled back: the schema is as it was before this run.
-  logger.error({ err: error }, `migrate: failed, nothing applied: ${(error as Error).message}`);
+  // The transaction was rolled back: the schema is as it was before this run, but for a
+  // migration that runs outside it (pgm.noTransaction(), for CREATE INDEX CONCURRENTLY)
+  // and those before it, which commit on their own: pgmigrations lists what holds.
+  logger.error({ err: error }, `migrate: failed, rolled back: ${(error as Error).message}`);
   process.exitCode = 1;
 }

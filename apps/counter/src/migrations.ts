@@ -25,7 +25,8 @@ const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * Applies the migrations that have not run yet, in file order, each recorded in
- * pgmigrations, all in one transaction (a failure leaves the schema as it was), under
+ * pgmigrations, all in one transaction (a failure leaves the schema as it was; a migration
+ * marked pgm.noTransaction() breaks it in two: what ran before it has committed), under
  * node-pg-migrate's advisory lock: two jobs at once apply each file once. Returns the
  * names it applied (none: the database was up to date).
  *

@@ -35,6 +35,21 @@ afterAll(async () => {
 });
 
 /** A new database with the roles set up, not migrated. */
+/**
+ * The recipe of docs/COUNTER.md for an index on a live table: CONCURRENTLY, which cannot
+ * run in a transaction block (noTransaction()), after dropping an INVALID index a failed
+ * build left under its name, which IF NOT EXISTS would otherwise accept.
+ */
+const INDEX_MIGRATION = `export const up = (pgm) => {
+  pgm.noTransaction();
+  pgm.sql(\`DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('visit_requests_created_at') AND NOT indisvalid)
+    THEN DROP INDEX visit_requests_created_at; END IF;
+  END $$\`);
+  pgm.sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS visit_requests_created_at ON visit_requests (created_at)");
+};
+`;
+
 async function freshDatabase(): Promise<string> {
   const database = `migrations_${++databases}`;
   await applyRoles(postgres, database);
@@ -241,14 +256,16 @@ describe("the migrate job", () => {
   it("an index on a live table is built CONCURRENTLY, outside the transaction; older builds stay ready", async () => {
     const database = await freshDatabase();
     await migrateDatabase(postgres, { database });
-    const dir = await migrationsWith({
-      // CREATE INDEX CONCURRENTLY cannot run in a transaction block: noTransaction().
-      "0002_index_created_at.js": `export const up = (pgm) => {
-  pgm.noTransaction();
-  pgm.sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS visit_requests_created_at ON visit_requests (created_at)");
-};
-`,
-    });
+    // An earlier build of the same name that failed (here a unique one, on duplicates)
+    // left an INVALID index behind.
+    await store(database).countBatch(["a", "b"], 1_000);
+    await expect(
+      ownerQuery(
+        database,
+        "CREATE UNIQUE INDEX CONCURRENTLY visit_requests_created_at ON visit_requests (counter_id)",
+      ),
+    ).rejects.toMatchObject({ code: "23505" });
+    const dir = await migrationsWith({ "0002_index_created_at.js": INDEX_MIGRATION });
     expect(await migrateDatabase(postgres, { database, dir })).toEqual(["0002_index_created_at"]);
     const index = await ownerQuery(
       database,
@@ -266,11 +283,7 @@ describe("expand, then contract (docs/COUNTER.md, schema changes)", () => {
     await migrateDatabase(postgres, { database });
     const dir = await migrationsWith({
       "0002_add_note.sql": "-- Up Migration\nALTER TABLE visit_counts ADD COLUMN note text;\n",
-      "0003_index_created_at.js": `export const up = (pgm) => {
-  pgm.noTransaction();
-  pgm.sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS visit_requests_created_at ON visit_requests (created_at)");
-};
-`,
+      "0003_index_created_at.js": INDEX_MIGRATION,
     });
     // Build N: this code, which knows nothing of 0002 and 0003.
     const counter = store(database);
