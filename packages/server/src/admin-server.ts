@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, register } from "prom-client";
@@ -71,11 +72,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Ser
       res.end("failed\n");
     });
   });
-  server.listen(port, host);
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
+  // Rejects on "error" (the port taken) as well.
+  await once(server.listen(port, host), "listening");
   logger.info({ port, host }, "admin port listening: /metrics, /readyz, /healthz");
   return server;
 }

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Express } from "express";
@@ -94,11 +95,8 @@ export async function runServer(options: RunServerOptions): Promise<Server> {
 
   await untilReady(readiness, logger, stopped.signal);
   if (stopped.signal.aborted) return server;
-  server.listen(port, host);
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
+  // Rejects on "error" (the port taken) as well.
+  await once(server.listen(port, host), "listening");
   logger.info({ port, host }, "ready: listening");
   return server;
 }
