@@ -1,13 +1,13 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { makeTestPki } from "@app/test-support";
 import { Agent, fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postgresCount, waitForBothBackendReplicas } from "../support/compose.ts";
+import { postgresCount, psql, waitForBothBackendReplicas } from "../support/compose.ts";
 import { PROD_FILES, prepareProductionSecrets, productionStack } from "../support/production.ts";
 import { describeFailures, failures, type StreamRecord, startStream } from "../support/stream.ts";
 
@@ -131,6 +131,51 @@ describe("rolling update (infra/rollout.sh)", () => {
     }
     // Three rollouts of two image builds each: 33–40 s apiece on 2 cores (the builds are
     // half of it), more than the suite's default budget for one test.
+  }, 300_000);
+
+  it("expand, then contract: migration N+1 runs while build N serves, then the rollout, then a build without it on the newer schema; no request fails", async () => {
+    // docs/COUNTER.md's rule: a nullable column and an index built CONCURRENTLY, which
+    // build N's replicas live with while the migrate job adds them.
+    const migration = join(stack.directory, "apps/counter/migrations/0002_e2e_note.js");
+    await writeFile(
+      migration,
+      `export const up = (pgm) => {
+  pgm.noTransaction();
+  pgm.sql("ALTER TABLE visit_counts ADD COLUMN IF NOT EXISTS note text");
+  pgm.sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS visit_requests_e2e ON visit_requests (created_at)");
+};
+`,
+    );
+    try {
+      await touchCounter("with migration 0002");
+      let result: Awaited<ReturnType<typeof rollout>> | undefined;
+      const records = await underStream(async () => {
+        result = await rollout(["counter"]);
+      });
+      console.info(
+        `rollout with a migration: ${records.length} requests, ${failures(records).length} failed`,
+      );
+      expect(result?.code, result?.output).toBe(0);
+      expect(failures(records).length, await explain(records)).toBe(0);
+      expect(records.length).toBeGreaterThan(100);
+    } finally {
+      await rm(migration);
+    }
+    expect(await psql(stack, "SELECT name FROM pgmigrations ORDER BY id")).toEqual([
+      "0001_baseline",
+      "0002_e2e_note",
+    ]);
+    // A build that knows only 0001 (a rollback, or a release that never had 0002) is
+    // ready on the newer schema: at least, not exactly, its version.
+    await touchCounter("without migration 0002");
+    let back: Awaited<ReturnType<typeof rollout>> | undefined;
+    const records = await underStream(async () => {
+      back = await rollout(["counter"]);
+    });
+    expect(back?.code, back?.output).toBe(0);
+    expect(await psql(stack, "SELECT count(*) FROM pgmigrations")).toEqual(["2"]);
+    expect(failures(records).length, await explain(records)).toBe(0);
+    expect((await stack.compose(["ps", "--quiet", "counter"])).trim().split("\n")).toHaveLength(2);
   }, 300_000);
 
   it("rolls back a new image that does not become healthy; the old replicas keep serving", async () => {

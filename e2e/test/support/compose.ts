@@ -251,8 +251,8 @@ export async function waitForBothBackendReplicas(
   }, 20_000);
 }
 
-/** A query's rows as `a|b` lines, run with psql inside the database container. */
-async function psql(stack: ComposeProject, sql: string): Promise<string[]> {
+/** A query's rows as `a|b` lines, run with psql (as the counter) inside the database container. */
+export async function psql(stack: ComposeProject, sql: string): Promise<string[]> {
   const output = await stack.compose([
     ...["exec", "-T", "db", "psql", "--username=counter", "--dbname=counter"],
     ...["--tuples-only", "--no-align", `--command=${sql}`],
